@@ -1,0 +1,280 @@
+/* steinlab/plugin.h — the plugin contract.
+ *
+ * A plugin is a shared object that exports one symbol, steinlab_plugin_entry, returning
+ * descriptors for index 0, 1, ... until NULL (one library may hold several plugins).
+ * The host rejects a descriptor whose abi_version differs from SL_ABI_VERSION, whose
+ * struct_size is smaller than the host's first published size, whose name is taken, or
+ * whose vtable lacks a member marked (required) below. Build plugins with
+ * -fvisibility=hidden; SL_PLUGIN_EXPORT marks the entry symbol.
+ *
+ * Lifecycle rules for every kind:
+ * - create() MUST fill *state and return SL_OK, or return an error with a message and leave
+ *   nothing allocated. It is called once per instance, after the spec is validated and
+ *   before the run's log enters its append-only phase: it is the only place where a
+ *   plugin may declare log series (sl_host.declare_series).
+ * - destroy() MUST free everything create() and later calls allocated. It is called once,
+ *   also after a failed run. It may be called with a state on which no other call was made.
+ * - No member is called concurrently on the same state; a plugin may use OpenMP inside a call.
+ * - Plugins MUST NOT call exit() or abort() on bad input: they return a status.
+ * - All tensors are float32, row-major, with the shapes given in the comments; `const`
+ *   inputs are owned by the caller and valid only during the call.
+ *
+ * Growth: fields are only ever appended to these structs; struct_size tells the host how
+ * much of a struct the plugin knows. Removing or reordering a field bumps SL_ABI_VERSION. */
+#ifndef STEINLAB_PLUGIN_H
+#define STEINLAB_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "steinlab/camera.h"
+#include "steinlab/diffusion.h"
+#include "steinlab/optim.h"
+#include "steinlab/params.h"
+#include "steinlab/rng.h"
+#include "steinlab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_ABI_VERSION 1u
+#define SL_PLUGIN_ENTRY_SYMBOL "steinlab_plugin_entry"
+#define SL_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+typedef enum sl_plugin_kind {
+    SL_KIND_PRIOR = 1,
+    SL_KIND_REPRESENTATION = 2,
+    SL_KIND_ESTIMATOR = 3,
+    SL_KIND_BASELINE = 4
+} sl_plugin_kind;
+
+const char *sl_plugin_kind_name(sl_plugin_kind kind);   /* "prior", "representation", ... */
+
+typedef enum sl_log_level { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level;
+
+/* ---------------------------------------------------------------- render buffers */
+
+enum {
+    SL_RENDER_RGB = 1u << 0,
+    SL_RENDER_DEPTH = 1u << 1,
+    SL_RENDER_NORMAL = 1u << 2,
+    SL_RENDER_OPACITY = 1u << 3
+};
+
+/* Outputs of a representation for a batch of cameras of one size (architecture.md,
+ * Conventions). Allocated by the host for the outputs the representation declares;
+ * a NULL field is not requested. The same struct carries gradients dL/d(output) into
+ * backward, where a NULL field means no gradient flows into that output. */
+typedef struct sl_render {
+    int batch, height, width;
+    float *rgb;      /* (B, H, W, 3) in [0, 1] */
+    float *depth;    /* (B, H, W) unnormalised expected z-depth sum_i w_i z_i; background 0 */
+    float *normal;   /* (B, H, W, 3) world-space unit normals weighted by opacity; background 0 */
+    float *opacity;  /* (B, H, W) sum_i w_i in [0, 1] */
+} sl_render;
+
+typedef enum sl_render_mode {
+    SL_RENDER_TRAIN = 0,   /* a training step: keep what backward needs */
+    SL_RENDER_EVAL = 1     /* evaluation / logging: no backward follows, no randomness */
+} sl_render_mode;
+
+typedef struct sl_render_request {
+    const sl_camera *cams;   /* (batch,) all of the same width and height */
+    int batch;
+    int64_t step;            /* training step (selects per-step randomness) */
+    sl_render_mode mode;
+} sl_render_request;
+
+/* ---------------------------------------------------------------- prior */
+
+typedef struct sl_prior_info {
+    int height, width, channels;      /* the space the prior works in (pixel priors: C = 3) */
+    const sl_diffusion *diffusion;    /* its schedule; valid while the prior lives */
+    double guidance_scale;            /* CFG scale s in eps_u + s (eps_y - eps_u) (diffusers form) */
+} sl_prior_info;
+
+typedef struct sl_prior_query {
+    int batch;
+    const float *x_t;         /* (B, H, W, C) noisy image in prior space ([-1, 1] for pixels) */
+    const int *t;             /* (B,) integer diffusion times in [1, T] */
+    const sl_camera *cams;    /* (B,) the cameras the clean images were rendered from */
+    int64_t step;
+} sl_prior_query;
+
+typedef struct sl_prior_vtable {
+    uint32_t struct_size;
+    /* (required) */
+    sl_status (*create)(const struct sl_host *host, const sl_params *params, void **state,
+                        sl_error *err);
+    /* (required) */
+    void (*destroy)(void *state);
+    /* (required) Fills *info; may be called at any time after create. */
+    void (*info)(const void *state, sl_prior_info *info);
+    /* (required) eps_hat: (B, H, W, C), overwritten with the guided noise prediction. */
+    sl_status (*noise_pred)(void *state, const sl_prior_query *q, float *eps_hat,
+                            sl_error *err);
+    /* (optional) Ground truth for evaluation: the clean RGB image in [0, 1] that the prior's
+     * data shows from `cam`, (cam->height, cam->width, 3), overwritten. NULL or
+     * SL_ERR_UNSUPPORTED when the prior has no ground truth. */
+    sl_status (*reference)(void *state, const sl_camera *cam, float *rgb, sl_error *err);
+    /* (optional) An extension interface by URI (e.g. a depth estimator on x_t); NULL when
+     * unknown. The returned pointer lives as long as the state. */
+    const void *(*extension)(void *state, const char *uri);
+} sl_prior_vtable;
+
+/* A handle on a live prior, handed to other plugins through the host. */
+typedef struct sl_prior_ref {
+    const sl_prior_vtable *vt;
+    void *state;
+} sl_prior_ref;
+
+/* ---------------------------------------------------------------- host services */
+
+/* One host per plugin instance. Valid from create() until destroy() returns. */
+typedef struct sl_host {
+    uint32_t struct_size;
+    uint32_t abi_version;
+    const char *label;             /* instance label (the plugin's name unless the spec sets one) */
+    uint64_t seed;                 /* the run's seed */
+    uint32_t rng_stream_base;      /* this instance owns RNG streams [base, base + 256) */
+    void *host_ctx;                /* private to the host */
+    /* (never NULL) Message to the run's console and log, prefixed with the label. */
+    void (*log)(const struct sl_host *h, sl_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    /* (never NULL) 64-byte aligned, zero-filled memory, freed with free_mem; NULL on failure. */
+    void *(*alloc)(const struct sl_host *h, size_t bytes);
+    void (*free_mem)(const struct sl_host *h, void *ptr);
+    /* (never NULL) Declares a per-step series /steps/NAME (double). Only during create();
+     * fails on a duplicate name or when called later. */
+    sl_status (*declare_series)(const struct sl_host *h, const char *name, const char *doc,
+                                sl_error *err);
+    /* (never NULL) The value of a declared series for the current step (last call wins;
+     * a series without a value in a step logs NaN). Unknown names are ignored with a
+     * warning the first time. */
+    void (*record)(const struct sl_host *h, const char *name, double value);
+    /* (never NULL) The run's prior; NULL when called from the prior itself. */
+    const sl_prior_ref *(*prior)(const struct sl_host *h);
+    /* The run's diffusion schedule (the prior's). NULL for the prior's own host. */
+    const sl_diffusion *diffusion;
+    /* Directory of the spec file ("." for a spec given on standard input). Relative paths
+     * in a spec are relative to it: see sl_host_path. */
+    const char *spec_dir;
+} sl_host;
+
+/* Resolves a path from a spec: absolute paths are kept, relative ones are joined to
+ * host->spec_dir. Fails when the result does not fit in `size` bytes. */
+sl_status sl_host_path(const sl_host *host, const char *path, char *out, size_t size,
+                       sl_error *err);
+
+/* ---------------------------------------------------------------- representation */
+
+typedef struct sl_representation_vtable {
+    uint32_t struct_size;
+    /* (required) */
+    sl_status (*create)(const sl_host *host, const sl_params *params, void **state,
+                        sl_error *err);
+    /* (required) */
+    void (*destroy)(void *state);
+    /* (required) SL_RENDER_* mask of the outputs it can render; must include SL_RENDER_RGB. */
+    uint32_t (*outputs)(const void *state);
+    /* (required) Writes up to `max` groups into `groups` and returns how many it has. The
+     * pointers stay valid until destroy (or until a documented resize). */
+    size_t (*param_groups)(void *state, sl_param_group *groups, size_t max);
+    /* (required) Renders every non-NULL output of `out` (overwrite). In SL_RENDER_TRAIN mode
+     * it keeps what backward needs until the next render call. */
+    sl_status (*render)(void *state, const sl_render_request *req, sl_render *out,
+                        sl_error *err);
+    /* (required) Gradients of the loss w.r.t. the outputs of the last TRAIN render
+     * (NULL fields: no gradient), ACCUMULATED (+=) into the groups' grad arrays. */
+    sl_status (*backward)(void *state, const sl_render *grad, sl_error *err);
+    /* (optional) Called after each optimizer step (occupancy updates, densification). */
+    sl_status (*step_end)(void *state, int64_t step, sl_error *err);
+} sl_representation_vtable;
+
+/* ---------------------------------------------------------------- estimators */
+
+/* Everything an estimator (or baseline) may look at for one noise sample of one step. All
+ * image tensors are in prior space, (B, H, W, C). */
+typedef struct sl_estimator_ctx {
+    int batch, height, width, channels;
+    int64_t step;
+    int sample;                  /* index of this (t, eps) draw within the step */
+    const int *t;                /* (B,) */
+    const double *alpha;         /* (B,) alpha_t */
+    const double *sigma;         /* (B,) sigma_t */
+    const float *x0;             /* (B, H, W, C) clean render in prior space */
+    const float *eps;            /* (B, H, W, C) injected noise */
+    const float *x_t;            /* (B, H, W, C) alpha x0 + sigma eps */
+    const float *eps_hat;        /* (B, H, W, C) the prior's guided noise prediction */
+    const sl_camera *cams;       /* (B,) */
+    const sl_render *render;     /* representation outputs at render resolution (read-only) */
+} sl_estimator_ctx;
+
+typedef struct sl_estimator_vtable {
+    uint32_t struct_size;
+    /* (required) */
+    sl_status (*create)(const sl_host *host, const sl_params *params, void **state,
+                        sl_error *err);
+    /* (required) */
+    void (*destroy)(void *state);
+    /* (optional) SL_RENDER_* outputs it needs from the representation, decided from its
+     * parameters alone (called before create, for validation). NULL: RGB only. */
+    uint32_t (*required_outputs)(const sl_params *params);
+    /* (required) The direction Delta (B, H, W, C), overwritten; the host multiplies by w(t). */
+    sl_status (*delta)(void *state, const sl_estimator_ctx *ctx, float *delta, sl_error *err);
+    /* (optional) After the optimizer step: train internal state (mu, networks) on this
+     * step's samples, ctxs: (n,). Must only use these samples for the NEXT steps. */
+    sl_status (*update)(void *state, const sl_estimator_ctx *const *ctxs, int n,
+                        sl_error *err);
+} sl_estimator_vtable;
+
+/* ---------------------------------------------------------------- baselines */
+
+typedef struct sl_baseline_vtable {
+    uint32_t struct_size;
+    /* (required) */
+    sl_status (*create)(const sl_host *host, const sl_params *params, void **state,
+                        sl_error *err);
+    /* (required) */
+    void (*destroy)(void *state);
+    /* (optional) SL_RENDER_* outputs it needs (before create, for validation). */
+    uint32_t (*required_outputs)(const sl_params *params);
+    /* (required) phi: (B,) the scalar baseline per batch element; grad_phi: (B, H, W, C)
+     * d phi / d x_t (both overwritten). */
+    sl_status (*eval)(void *state, const sl_estimator_ctx *ctx, float *phi, float *grad_phi,
+                      sl_error *err);
+    /* (optional) As sl_estimator_vtable.update. */
+    sl_status (*update)(void *state, const sl_estimator_ctx *const *ctxs, int n,
+                        sl_error *err);
+} sl_baseline_vtable;
+
+/* ---------------------------------------------------------------- descriptor */
+
+typedef struct sl_plugin {
+    uint32_t abi_version;    /* SL_ABI_VERSION the plugin was built against */
+    uint32_t struct_size;    /* sizeof(sl_plugin) the plugin was built with */
+    sl_plugin_kind kind;
+    const char *name;        /* unique across all loaded plugins, [a-z0-9_]+ */
+    const char *version;     /* the plugin's own version, e.g. "1.0.0" */
+    const char *summary;     /* one line, no trailing period */
+    sl_param_schema params;  /* its spec section's keys (besides `plugin` and `label`) */
+    const void *vtable;      /* sl_<kind>_vtable matching `kind` */
+} sl_plugin;
+
+typedef const sl_plugin *(*sl_plugin_entry_fn)(uint32_t index);
+
+/* Defines the entry symbol of a library holding the given descriptors:
+ *   SL_PLUGIN_ENTRY(&my_plugin)   or   SL_PLUGIN_ENTRY(&a, &b) */
+#define SL_PLUGIN_ENTRY(...)                                                        \
+    SL_PLUGIN_EXPORT const sl_plugin *steinlab_plugin_entry(uint32_t index);        \
+    SL_PLUGIN_EXPORT const sl_plugin *steinlab_plugin_entry(uint32_t index)         \
+    {                                                                               \
+        static const sl_plugin *const list[] = { __VA_ARGS__ };                     \
+        return index < sizeof(list) / sizeof(list[0]) ? list[index] : NULL;         \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+/* steinlab/steinlab.h — everything a plugin needs: #include <steinlab/steinlab.h>. */
+#ifndef STEINLAB_STEINLAB_H
+#define STEINLAB_STEINLAB_H
+
+#include "steinlab/camera.h"
+#include "steinlab/diffusion.h"
+#include "steinlab/image.h"
+#include "steinlab/optim.h"
+#include "steinlab/params.h"
+#include "steinlab/plugin.h"
+#include "steinlab/rng.h"
+#include "steinlab/schedule.h"
+#include "steinlab/status.h"
+#include "steinlab/version.h"
+
+#endif

@@ -1,0 +1,77 @@
+/* core/log.h — the run's HDF5 log (layout: docs/log-format.md).
+ *
+ *   /                 attrs: steinlab_version, git_describe, created, host, name, seed, spec
+ *   /plugins/<label>  attrs: plugin, kind, version, then every resolved parameter (YAML text)
+ *   /steps/<series>   1-D extendable chunked datasets, one row per training step
+ *   /eval/<series>    1-D, one row per evaluation
+ *   /renders/<kind>   uint8 (n, views, H, W, C) extendable; /renders/step (n,) int64
+ *
+ * HDF5 1.10's single-writer/multiple-reader mode forbids creating objects or attributes
+ * after it starts, so the life of a log has two phases:
+ *   1. definition: create, attributes, tables and their columns, render datasets;
+ *   2. append (after sl_log_start_swmr): rows and renders only, flushed on a schedule, so
+ *      h5py.File(path, "r", swmr=True) can read the log while the run goes.
+ * Calls that define objects fail with SL_ERR_INVALID_ARG in phase 2. */
+#ifndef STEINLAB_CORE_LOG_H
+#define STEINLAB_CORE_LOG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "steinlab/status.h"
+
+typedef struct sl_log sl_log;
+typedef struct sl_log_table sl_log_table;   /* owned by its log */
+
+typedef enum sl_log_dtype { SL_LOG_F64 = 0, SL_LOG_I64 = 1 } sl_log_dtype;
+
+/* Creates (truncates) the file, in the latest file format (required for SWMR). */
+sl_status sl_log_create(const char *path, sl_log **out, sl_error *err);
+
+/* Attributes on an object path ("/" or "/plugins/sds"; missing groups are created). */
+sl_status sl_log_attr_string(sl_log *log, const char *obj_path, const char *name,
+                             const char *value, sl_error *err);
+sl_status sl_log_attr_int(sl_log *log, const char *obj_path, const char *name, int64_t value,
+                          sl_error *err);
+sl_status sl_log_attr_double(sl_log *log, const char *obj_path, const char *name,
+                             double value, sl_error *err);
+
+/* A table is a group of equal-length 1-D series ("/steps", "/eval", "/probes/sds"). */
+sl_status sl_log_table_create(sl_log *log, const char *group_path, sl_log_table **out,
+                              sl_error *err);
+/* Adds a column (dataset group_path/name; `doc` becomes its "doc" attribute). Duplicate
+ * names fail. *col receives the column's index. */
+sl_status sl_log_table_column(sl_log_table *t, const char *name, const char *doc,
+                              sl_log_dtype dtype, int *col, sl_error *err);
+/* Index of a column by name, or -1. */
+int sl_log_table_find(const sl_log_table *t, const char *name);
+/* Value of a column in the current row (I64 columns take the value rounded). */
+void sl_log_table_set(sl_log_table *t, int col, double value);
+/* Ends the current row: it is buffered until the next flush; columns not set in this row
+ * are written as NaN (F64) or INT64_MIN (I64). */
+sl_status sl_log_table_commit_row(sl_log_table *t, sl_error *err);
+int64_t sl_log_table_rows(const sl_log_table *t);   /* committed rows, flushed or not */
+
+/* /renders/<kind>: uint8 (n, views, height, width, channels), chunked one entry per chunk. */
+sl_status sl_log_renders_create(sl_log *log, const char *kind, int views, int height,
+                                int width, int channels, sl_error *err);
+/* Appends one entry (views, H, W, C) for `step`, written at once. The first kind created
+ * owns /renders/step; every kind must be appended once per render step, in creation order. */
+sl_status sl_log_renders_append(sl_log *log, const char *kind, int64_t step,
+                                const uint8_t *data, sl_error *err);
+
+/* Ends the definition phase (writes everything defined so far, then H5Fstart_swmr_write). */
+sl_status sl_log_start_swmr(sl_log *log, sl_error *err);
+
+/* Writes buffered rows of every table and flushes every dataset (readers see them). */
+sl_status sl_log_flush(sl_log *log, sl_error *err);
+
+/* Flushes and closes; frees the log (also on error). NULL is a no-op. */
+sl_status sl_log_close(sl_log *log, sl_error *err);
+
+/* Prints a summary of a log (live or finished) to `out`: root attributes, plugins with
+ * versions, every table with its row count and each column's last / min / max, renders,
+ * and the last eval row. Opens the file read-only in SWMR mode. */
+sl_status sl_log_inspect(const char *path, FILE *out, sl_error *err);
+
+#endif
