@@ -1,0 +1,1313 @@
+/* core/driver.c — see driver.h. The run has three phases:
+ *   1. validate: parse the spec, apply overrides, resolve every section against its
+ *      schema, create the plugins and check what they need from each other;
+ *   2. define the log: attributes, series (the core's and those plugins declared in
+ *      create()), render datasets; then start SWMR;
+ *   3. the step loop (run_step), evaluations and renders, and the final summary. */
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "camera_sampler.h"
+#include "driver.h"
+#include "host.h"
+#include "loader.h"
+#include "log.h"
+#include "progress.h"
+#include "sections.h"
+#include "sl_build_config.h"
+#include "spec.h"
+#include "strbuf.h"
+
+#include "steinlab/image.h"
+#include "steinlab/plugin.h"
+#include "steinlab/version.h"
+
+/* ------------------------------------------------------------------ run state */
+
+typedef struct run run;
+
+typedef struct instance {
+    const char *section;          /* "prior", "representation", "estimator" */
+    const sl_plugin *desc;
+    const char *lib_path;
+    char label[80];
+    sl_params *params;
+    sl_host host;
+    run *owner;
+    void *state;                  /* NULL until created */
+} instance;
+
+typedef struct series_decl {
+    char *name;
+    char *doc;
+    const instance *owner;        /* NULL: the core */
+    int col;                      /* column in /steps once the log exists */
+    int warned;
+} series_decl;
+
+struct run {
+    const sl_run_options *opt;
+    FILE *out;
+    sl_node *spec;
+    char spec_dir[PATH_MAX];
+    sl_params *root, *cameras, *optimizer, *est_core, *logp;
+    sl_params **group_params;      /* (n_groups,) optimizer.groups.<name>, NULL if absent */
+    sl_registry *registry;
+    instance prior, repr, est;
+    sl_prior_ref prior_ref;
+    sl_prior_info pinfo;
+    sl_diffusion diffusion;
+    sl_camera_sampler cams;
+    sl_weighting weighting;
+    uint32_t repr_outputs;
+
+    series_decl *series;
+    size_t n_series, cap_series;
+    int defining;                  /* plugins may declare series */
+
+    sl_param_group *groups;
+    size_t n_groups;
+    sl_adam *adam;
+
+    sl_log *log;
+    sl_log_table *steps_table, *eval_table;
+    int col_step, col_loss, col_grad_norm, col_t, col_lr, col_time, col_var_adam, col_var_img;
+    int col_eval_step, col_eval_time, col_eval_psnr;
+    int has_reference;
+    char log_path[PATH_MAX];
+
+    /* Buffers; shapes with B = batch, R = render size, P = prior size, C = prior channels,
+     * S = noise samples, V = eval views. */
+    int batch, samples;
+    size_t render_px;              /* B R R */
+    size_t prior_elems;            /* B P P C */
+    sl_render render;              /* outputs (B, R, R, ...) */
+    sl_render render_grad;         /* dL/d outputs; only rgb is set */
+    sl_camera *step_cams;          /* (B,) */
+    float *x0;                     /* (B, P, P, C) */
+    float *eps, *x_t, *eps_hat;    /* (S, B, P, P, C) */
+    float *g;                      /* (S, B, P, P, C) w(t) Delta per sample */
+    float *dL_dx0;                 /* (B, P, P, C) */
+    float *rgb_scratch;            /* (B, R, R, 3) */
+    int *t;                        /* (S, B) */
+    double *alpha, *sigma;         /* (S, B) */
+    sl_estimator_ctx *ctxs;        /* (S,) */
+    const sl_estimator_ctx **ctx_ptrs;   /* (S,) */
+    sl_camera *eval_cams;          /* (V,) */
+    sl_render eval_render;         /* (V, R, R, ...) */
+    float *reference;              /* (V, R, R, 3) ground truth, when the prior has it */
+    uint8_t *render_u8;            /* (V, R, R, 3) */
+
+    /* Summary figures. */
+    double first_loss, last_loss, first_psnr, last_psnr;
+    int64_t first_psnr_step, last_psnr_step, renders_logged;
+};
+
+static volatile sig_atomic_t g_stop_requested = 0;
+
+static void on_signal(int sig)
+{
+    g_stop_requested = 1;
+    /* A second signal ends the process at once (default action). */
+    signal(sig, SIG_DFL);
+}
+
+/* ------------------------------------------------------------------ host services */
+
+static void host_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
+{
+    static const char *names[] = { "debug", "info", "warning", "error" };
+    if (level == SL_LOG_DEBUG && !getenv("STEINLAB_DEBUG"))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: %s: ", h->label, names[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void *host_alloc(const sl_host *h, size_t bytes) { return sl_aligned_zalloc(bytes); }
+
+static void host_free(const sl_host *h, void *ptr) { free(ptr); }
+
+static int valid_series_name(const char *name)
+{
+    if (!name || !*name || strlen(name) > 64)
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return 0;
+    return 1;
+}
+
+static sl_status add_series(run *r, const char *name, const char *doc, const instance *owner,
+                            sl_error *err)
+{
+    if (!valid_series_name(name))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "invalid series name '%s' (expected "
+                            "[a-z0-9_]+)", name ? name : "(null)");
+    for (size_t i = 0; i < r->n_series; i++)
+        if (!strcmp(r->series[i].name, name))
+            return sl_error_set(err, SL_ERR_INVALID_ARG, "series '%s' is already declared by %s",
+                                name, r->series[i].owner ? r->series[i].owner->label : "the core");
+    if (r->n_series == r->cap_series) {
+        size_t cap = r->cap_series ? 2 * r->cap_series : 32;
+        series_decl *s = realloc(r->series, cap * sizeof *s);
+        if (!s)
+            return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+        r->series = s;
+        r->cap_series = cap;
+    }
+    series_decl *s = &r->series[r->n_series];
+    *s = (series_decl){ strdup(name), strdup(doc ? doc : ""), owner, -1, 0 };
+    if (!s->name || !s->doc) {
+        free(s->name);
+        free(s->doc);
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    }
+    r->n_series++;
+    return SL_OK;
+}
+
+static sl_status host_declare_series(const sl_host *h, const char *name, const char *doc,
+                                     sl_error *err)
+{
+    instance *inst = h->host_ctx;
+    if (!inst->owner->defining)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "series '%s' declared after create(): the log is append-only "
+                            "once the run starts (HDF5 SWMR)", name ? name : "(null)");
+    return add_series(inst->owner, name, doc, inst, err);
+}
+
+static void host_record(const sl_host *h, const char *name, double value)
+{
+    instance *inst = h->host_ctx;
+    run *r = inst->owner;
+    for (size_t i = 0; i < r->n_series; i++) {
+        series_decl *s = &r->series[i];
+        if (strcmp(s->name, name) != 0)
+            continue;
+        if (s->col >= 0 && r->steps_table)
+            sl_log_table_set(r->steps_table, s->col, value);
+        return;
+    }
+    /* Unknown: warn once per instance (cheaply: the first unknown name only). */
+    static __thread const instance *warned_for = NULL;
+    if (warned_for != inst) {
+        warned_for = inst;
+        host_log(h, SL_LOG_WARN, "record('%s'): no such series was declared; ignored", name);
+    }
+}
+
+static const sl_prior_ref *host_prior(const sl_host *h)
+{
+    instance *inst = h->host_ctx;
+    run *r = inst->owner;
+    if (inst == &r->prior || !r->prior.state)
+        return NULL;
+    return &r->prior_ref;
+}
+
+static void init_host(run *r, instance *inst, uint32_t stream_base)
+{
+    inst->owner = r;
+    inst->host = (sl_host){
+        .struct_size = sizeof(sl_host),
+        .abi_version = SL_ABI_VERSION,
+        .label = inst->label,
+        .seed = (uint64_t)sl_params_int(r->root, "seed"),
+        .rng_stream_base = stream_base,
+        .host_ctx = inst,
+        .log = host_log,
+        .alloc = host_alloc,
+        .free_mem = host_free,
+        .declare_series = host_declare_series,
+        .record = host_record,
+        .prior = host_prior,
+        .diffusion = inst == &r->prior ? NULL : &r->diffusion,
+        .spec_dir = r->spec_dir,
+    };
+}
+
+/* ------------------------------------------------------------------ validation */
+
+static const char *const plugin_section_keys[] = { "plugin", "label", NULL };
+
+static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, instance *inst,
+                             sl_error *err)
+{
+    const sl_node *node = sl_node_get(r->spec, section);
+    inst->section = section;
+    if (!node)
+        return sl_spec_error_at(err, r->spec, section,
+                                "missing required section (expected a map with 'plugin:')");
+    if (node->kind != SL_NODE_MAP)
+        return sl_spec_error_at(err, node, section, "expected a map with 'plugin:', found %s",
+                                node->kind == SL_NODE_SEQ ? "a list" : "a scalar");
+    const sl_node *name = sl_node_get(node, "plugin");
+    char key[64];
+    snprintf(key, sizeof key, "%s.plugin", section);
+    if (!name)
+        return sl_spec_error_at(err, node, key, "missing required key (expected the name of a "
+                                "%s plugin)", sl_plugin_kind_name(kind));
+    if (name->kind != SL_NODE_SCALAR)
+        return sl_spec_error_at(err, name, key, "expected a plugin name, found a %s",
+                                name->kind == SL_NODE_SEQ ? "list" : "map");
+    inst->desc = sl_registry_find(r->registry, kind, name->text, &inst->lib_path);
+    if (!inst->desc) {
+        const char *cands[256];
+        size_t n = 0;
+        char list[1024] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < sl_registry_count(r->registry) && n < 256; i++) {
+            const sl_plugin *d = sl_registry_at(r->registry, i, NULL);
+            if (d->kind != kind)
+                continue;
+            cands[n++] = d->name;
+            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                                    "%s%s", n > 1 ? ", " : "", d->name);
+        }
+        const char *near = sl_nearest_word(name->text, cands, n);
+        char hint[160] = "";
+        if (near)
+            snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+        const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
+        if (other)
+            return sl_spec_error_at(err, name, key, "expected a %s plugin (one of: %s), found "
+                                    "'%s', which is a %s plugin",
+                                    sl_plugin_kind_name(kind), list, name->text,
+                                    sl_plugin_kind_name(other->kind));
+        return sl_spec_error_at(err, name, key, "expected a %s plugin (one of: %s), found "
+                                "unknown plugin '%s'%s", sl_plugin_kind_name(kind),
+                                n ? list : "none installed", name->text, hint);
+    }
+    const sl_node *label = sl_node_get(node, "label");
+    if (label) {
+        snprintf(key, sizeof key, "%s.label", section);
+        if (label->kind != SL_NODE_SCALAR || !valid_series_name(label->text))
+            return sl_spec_error_at(err, label, key, "expected a label of [a-z0-9_]+, found %s",
+                                    label->kind == SL_NODE_SCALAR ? label->text : "a collection");
+        snprintf(inst->label, sizeof inst->label, "%s", label->text);
+    } else {
+        snprintf(inst->label, sizeof inst->label, "%s", inst->desc->name);
+    }
+    return SL_OK;
+}
+
+/* The estimator section holds the plugin's keys and the core's: each is resolved with the
+ * other's names reserved, so an unknown key is reported once, with suggestions from both. */
+static sl_status resolve_estimator(run *r, sl_error *err)
+{
+    const sl_node *node = sl_node_get(r->spec, "estimator");
+    const sl_param_schema *ps = &r->est.desc->params;
+    const sl_param_schema *cs = &sl_schema_estimator_core;
+    size_t n = ps->count + cs->count + 3;
+    const char **reserved = calloc(n, sizeof *reserved);
+    if (!reserved)
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    reserved[k++] = "plugin";
+    reserved[k++] = "label";
+    for (size_t i = 0; i < cs->count; i++)
+        reserved[k++] = cs->defs[i].name;
+    reserved[k] = NULL;
+    sl_status st = sl_params_resolve(node, "estimator", ps, reserved, &r->est.params, err);
+    if (st == SL_OK) {
+        k = 2;
+        for (size_t i = 0; i < ps->count; i++)
+            reserved[k++] = ps->defs[i].name;
+        reserved[k] = NULL;
+        st = sl_params_resolve(node, "estimator", cs, reserved, &r->est_core, err);
+    }
+    free(reserved);
+    return st;
+}
+
+static sl_status resolve_plugin_section(run *r, instance *inst, sl_error *err)
+{
+    return sl_params_resolve(sl_node_get(r->spec, inst->section), inst->section,
+                             &inst->desc->params, plugin_section_keys, &inst->params, err);
+}
+
+static sl_status check_section_is_map(run *r, const char *key, sl_error *err)
+{
+    const sl_node *n = sl_node_get(r->spec, key);
+    if (n && n->kind != SL_NODE_MAP)
+        return sl_spec_error_at(err, n, key, "expected a map, found %s",
+                                n->kind == SL_NODE_SEQ ? "a list" : "a scalar");
+    return SL_OK;
+}
+
+static sl_status resolve_core_sections(run *r, sl_error *err)
+{
+    static const char *const optimizer_reserved[] = { "groups", NULL };
+    sl_status st;
+    if (r->spec->kind != SL_NODE_MAP)
+        return sl_spec_error_at(err, r->spec, "", "expected a map of top-level keys, found %s",
+                                r->spec->kind == SL_NODE_SEQ ? "a list" : "a scalar");
+    if ((st = sl_params_resolve(r->spec, "", &sl_schema_root, (const char *const *)sl_root_sections,
+                                &r->root, err)) != SL_OK)
+        return st;
+    const char *const maps[] = { "cameras", "optimizer", "log" };
+    for (size_t i = 0; i < 3; i++)
+        if ((st = check_section_is_map(r, maps[i], err)) != SL_OK)
+            return st;
+    if ((st = sl_params_resolve(sl_node_get(r->spec, "cameras"), "cameras", &sl_schema_cameras,
+                                NULL, &r->cameras, err)) != SL_OK)
+        return st;
+    if ((st = sl_params_resolve(sl_node_get(r->spec, "optimizer"), "optimizer",
+                                &sl_schema_optimizer, optimizer_reserved, &r->optimizer, err)) != SL_OK)
+        return st;
+    return sl_params_resolve(sl_node_get(r->spec, "log"), "log", &sl_schema_log, NULL, &r->logp,
+                             err);
+}
+
+static sl_status load_registry(run *r, sl_error *err)
+{
+    sl_status st = sl_registry_create(&r->registry, err);
+    if (st != SL_OK)
+        return st;
+    size_t n = sl_params_list_len(r->root, "plugin_paths");
+    char (*paths)[PATH_MAX] = n ? calloc(n, sizeof *paths) : NULL;
+    const char **ptrs = n ? calloc(n, sizeof *ptrs) : NULL;
+    if (n && (!paths || !ptrs)) {
+        free(paths);
+        free(ptrs);
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    }
+    sl_host tmp = { .spec_dir = r->spec_dir };
+    for (size_t i = 0; i < n && st == SL_OK; i++) {
+        st = sl_host_path(&tmp, sl_params_list_string(r->root, "plugin_paths", i), paths[i],
+                          PATH_MAX, err);
+        ptrs[i] = paths[i];
+    }
+    if (st == SL_OK)
+        st = sl_registry_load_search_path(r->registry, ptrs, n, err);
+    free(paths);
+    free(ptrs);
+    return st;
+}
+
+static sl_status create_instance(run *r, instance *inst, uint32_t stream_base, sl_error *err)
+{
+    init_host(r, inst, stream_base);
+    sl_status st;
+    switch (inst->desc->kind) {
+    case SL_KIND_PRIOR:
+        st = ((const sl_prior_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
+                                                                  &inst->state, err);
+        break;
+    case SL_KIND_REPRESENTATION:
+        st = ((const sl_representation_vtable *)inst->desc->vtable)
+                 ->create(&inst->host, inst->params, &inst->state, err);
+        break;
+    case SL_KIND_ESTIMATOR:
+        st = ((const sl_estimator_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
+                                                                      &inst->state, err);
+        break;
+    default:
+        st = sl_error_set(err, SL_ERR_PLUGIN, "unexpected plugin kind");
+    }
+    if (st != SL_OK) {
+        inst->state = NULL;
+        sl_error_prefix(err, "%s '%s' (%s)", inst->section, inst->label, inst->lib_path);
+    }
+    return st;
+}
+
+static void destroy_instance(instance *inst)
+{
+    if (!inst->state)
+        return;
+    switch (inst->desc->kind) {
+    case SL_KIND_PRIOR: ((const sl_prior_vtable *)inst->desc->vtable)->destroy(inst->state); break;
+    case SL_KIND_REPRESENTATION:
+        ((const sl_representation_vtable *)inst->desc->vtable)->destroy(inst->state);
+        break;
+    case SL_KIND_ESTIMATOR:
+        ((const sl_estimator_vtable *)inst->desc->vtable)->destroy(inst->state);
+        break;
+    default: break;
+    }
+    inst->state = NULL;
+}
+
+static const char *output_name(uint32_t bit)
+{
+    switch (bit) {
+    case SL_RENDER_RGB: return "rgb";
+    case SL_RENDER_DEPTH: return "depth";
+    case SL_RENDER_NORMAL: return "normal";
+    case SL_RENDER_OPACITY: return "opacity";
+    }
+    return "?";
+}
+
+/* Parameter groups and their optimizer settings; optimizer.groups keys must name groups
+ * the representation has. */
+static sl_status setup_optimizer(run *r, sl_error *err)
+{
+    const sl_representation_vtable *vt = r->repr.desc->vtable;
+    size_t n = vt->param_groups(r->repr.state, NULL, 0);
+    if (n == 0)
+        return sl_error_set(err, SL_ERR_PLUGIN, "representation '%s' has no parameter groups",
+                            r->repr.label);
+    r->groups = calloc(n, sizeof *r->groups);
+    r->group_params = calloc(n, sizeof *r->group_params);
+    sl_adam_config *cfg = calloc(n, sizeof *cfg);
+    if (!r->groups || !r->group_params || !cfg) {
+        free(cfg);
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    }
+    r->n_groups = vt->param_groups(r->repr.state, r->groups, n);
+    const sl_node *groups_node = sl_node_get(sl_node_get(r->spec, "optimizer"), "groups");
+    sl_status st = SL_OK;
+    if (groups_node && groups_node->kind != SL_NODE_MAP)
+        st = sl_spec_error_at(err, groups_node, "optimizer.groups",
+                              "expected a map of parameter group names, found %s",
+                              groups_node->kind == SL_NODE_SEQ ? "a list" : "a scalar");
+    for (size_t i = 0; st == SL_OK && groups_node && i < groups_node->n; i++) {
+        const char *gname = groups_node->keys[i]->text;
+        size_t g = 0;
+        while (g < r->n_groups && strcmp(r->groups[g].name, gname) != 0)
+            g++;
+        char key[160];
+        snprintf(key, sizeof key, "optimizer.groups.%s", gname);
+        if (g == r->n_groups) {
+            const char *cands[64];
+            char list[512] = "";
+            size_t len = 0;
+            for (size_t j = 0; j < r->n_groups && j < 64; j++) {
+                cands[j] = r->groups[j].name;
+                len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                                        "%s%s", j ? ", " : "", r->groups[j].name);
+            }
+            const char *near = sl_nearest_word(gname, cands, r->n_groups < 64 ? r->n_groups : 64);
+            char hint[128] = "";
+            if (near)
+                snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+            st = sl_spec_error_at(err, groups_node->keys[i], key,
+                                  "unknown parameter group (expected one of: %s)%s", list, hint);
+            break;
+        }
+        st = sl_params_resolve(groups_node->items[i], key, &sl_schema_optimizer_group, NULL,
+                               &r->group_params[g], err);
+    }
+    for (size_t g = 0; st == SL_OK && g < r->n_groups; g++) {
+        const sl_params *gp = r->group_params[g];
+        cfg[g].lr = gp && sl_params_has(gp, "lr") ? sl_params_schedule(gp, "lr")
+                                                  : sl_params_schedule(r->optimizer, "lr");
+        cfg[g].beta1 = sl_params_list_float(r->optimizer, "betas", 0);
+        cfg[g].beta2 = sl_params_list_float(r->optimizer, "betas", 1);
+        cfg[g].eps = sl_params_float(r->optimizer, "eps");
+        cfg[g].weight_decay = gp && sl_params_has(gp, "weight_decay")
+                                  ? sl_params_float(gp, "weight_decay")
+                                  : sl_params_float(r->optimizer, "weight_decay");
+    }
+    if (st == SL_OK)
+        st = sl_adam_create(r->groups, cfg, r->n_groups, &r->adam, err);
+    free(cfg);
+    return st;
+}
+
+static void *xalloc(size_t count, size_t size, int *failed)
+{
+    if (count && size > SIZE_MAX / count) {
+        *failed = 1;
+        return NULL;
+    }
+    void *p = sl_aligned_zalloc(count * size);
+    if (!p)
+        *failed = 1;
+    return p;
+}
+
+static void alloc_render(sl_render *rd, int batch, int res, uint32_t outputs, int *failed)
+{
+    size_t px = (size_t)batch * (size_t)res * (size_t)res;
+    rd->batch = batch;
+    rd->height = rd->width = res;
+    rd->rgb = xalloc(px * 3, sizeof(float), failed);
+    if (outputs & SL_RENDER_DEPTH)
+        rd->depth = xalloc(px, sizeof(float), failed);
+    if (outputs & SL_RENDER_NORMAL)
+        rd->normal = xalloc(px * 3, sizeof(float), failed);
+    if (outputs & SL_RENDER_OPACITY)
+        rd->opacity = xalloc(px, sizeof(float), failed);
+}
+
+static void free_render(sl_render *rd)
+{
+    free(rd->rgb);
+    free(rd->depth);
+    free(rd->normal);
+    free(rd->opacity);
+}
+
+static sl_status alloc_buffers(run *r, sl_error *err)
+{
+    int failed = 0;
+    int B = r->batch, S = r->samples, R = r->cams.resolution, V = r->cams.eval_views;
+    r->render_px = (size_t)B * (size_t)R * (size_t)R;
+    r->prior_elems = (size_t)B * (size_t)r->pinfo.height * (size_t)r->pinfo.width *
+                     (size_t)r->pinfo.channels;
+    size_t pe = r->prior_elems;
+    alloc_render(&r->render, B, R, r->repr_outputs, &failed);
+    r->render_grad = (sl_render){ B, R, R, xalloc(r->render_px * 3, sizeof(float), &failed),
+                                  NULL, NULL, NULL };
+    r->step_cams = xalloc((size_t)B, sizeof(sl_camera), &failed);
+    r->x0 = xalloc(pe, sizeof(float), &failed);
+    r->eps = xalloc((size_t)S * pe, sizeof(float), &failed);
+    r->x_t = xalloc((size_t)S * pe, sizeof(float), &failed);
+    r->eps_hat = xalloc((size_t)S * pe, sizeof(float), &failed);
+    r->g = xalloc((size_t)S * pe, sizeof(float), &failed);
+    r->dL_dx0 = xalloc(pe, sizeof(float), &failed);
+    r->rgb_scratch = xalloc(r->render_px * 3, sizeof(float), &failed);
+    r->t = xalloc((size_t)S * (size_t)B, sizeof(int), &failed);
+    r->alpha = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
+    r->sigma = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
+    r->ctxs = xalloc((size_t)S, sizeof(sl_estimator_ctx), &failed);
+    r->ctx_ptrs = xalloc((size_t)S, sizeof(*r->ctx_ptrs), &failed);
+    r->eval_cams = xalloc((size_t)V, sizeof(sl_camera), &failed);
+    alloc_render(&r->eval_render, V, R, r->repr_outputs, &failed);
+    r->reference = xalloc((size_t)V * R * R * 3, sizeof(float), &failed);
+    r->render_u8 = xalloc((size_t)V * R * R * 3, 1, &failed);
+    if (failed)
+        return sl_error_set(err, SL_ERR_NOMEM,
+                            "out of memory allocating the run's buffers (batch %d, render %dx%d, "
+                            "prior %dx%dx%d, %d noise samples)",
+                            B, R, R, r->pinfo.height, r->pinfo.width, r->pinfo.channels, S);
+    return SL_OK;
+}
+
+static sl_status setup_eval(run *r, sl_error *err)
+{
+    sl_camera_sampler_eval(&r->cams, r->eval_cams);
+    const sl_prior_vtable *pv = r->prior.desc->vtable;
+    r->has_reference = 0;
+    if (!pv->reference)
+        return SL_OK;
+    size_t view = (size_t)r->cams.resolution * r->cams.resolution * 3;
+    for (int v = 0; v < r->cams.eval_views; v++) {
+        sl_status st = pv->reference(r->prior.state, &r->eval_cams[v], r->reference + v * view,
+                                     err);
+        if (st == SL_ERR_UNSUPPORTED)
+            return SL_OK;
+        if (st != SL_OK) {
+            sl_error_prefix(err, "prior '%s': reference", r->prior.label);
+            return st;
+        }
+    }
+    r->has_reference = 1;
+    return SL_OK;
+}
+
+static sl_status validate_and_create(run *r, sl_error *err)
+{
+    sl_status st;
+    if ((st = resolve_core_sections(r, err)) != SL_OK)
+        return st;
+    if ((st = load_registry(r, err)) != SL_OK)
+        return st;
+    if ((st = find_plugin(r, "prior", SL_KIND_PRIOR, &r->prior, err)) != SL_OK ||
+        (st = find_plugin(r, "representation", SL_KIND_REPRESENTATION, &r->repr, err)) != SL_OK ||
+        (st = find_plugin(r, "estimator", SL_KIND_ESTIMATOR, &r->est, err)) != SL_OK)
+        return st;
+    if ((st = resolve_plugin_section(r, &r->prior, err)) != SL_OK ||
+        (st = resolve_plugin_section(r, &r->repr, err)) != SL_OK ||
+        (st = resolve_estimator(r, err)) != SL_OK)
+        return st;
+    if (!strcmp(r->prior.label, r->repr.label) || !strcmp(r->prior.label, r->est.label) ||
+        !strcmp(r->repr.label, r->est.label))
+        return sl_spec_error_at(err, sl_node_get(r->spec, "estimator"), "label",
+                                "expected distinct labels for the plugins, found '%s', '%s', "
+                                "'%s'", r->prior.label, r->repr.label, r->est.label);
+    st = sl_weighting_parse(sl_params_string(r->est_core, "weighting"), &r->weighting, err);
+    if (st != SL_OK)
+        return st;
+    r->samples = (int)sl_params_int(r->est_core, "noise_samples");
+
+    r->defining = 1;
+    if ((st = create_instance(r, &r->prior, SL_STREAM_PLUGIN_BASE, err)) != SL_OK)
+        return st;
+    const sl_prior_vtable *pv = r->prior.desc->vtable;
+    r->prior_ref = (sl_prior_ref){ pv, r->prior.state };
+    pv->info(r->prior.state, &r->pinfo);
+    if (r->pinfo.diffusion)
+        r->diffusion = *r->pinfo.diffusion;
+    else
+        sl_diffusion_default(&r->diffusion);
+    if (r->pinfo.channels != 3)
+        return sl_error_set(err, SL_ERR_SPEC,
+                            "prior '%s' works in %d channels; only pixel-space priors (3 "
+                            "channels) are supported by this version of the driver",
+                            r->prior.label, r->pinfo.channels);
+    sl_camera_sampler_init(&r->cams, r->cameras, r->pinfo.height);
+    r->batch = r->cams.batch;
+
+    if ((st = create_instance(r, &r->repr, SL_STREAM_PLUGIN_BASE + 0x100, err)) != SL_OK)
+        return st;
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    r->repr_outputs = rv->outputs(r->repr.state);
+    const sl_estimator_vtable *ev = r->est.desc->vtable;
+    uint32_t needs = ev->required_outputs ? ev->required_outputs(r->est.params) : SL_RENDER_RGB;
+    for (uint32_t bit = 1; bit <= SL_RENDER_OPACITY; bit <<= 1)
+        if ((needs & bit) && !(r->repr_outputs & bit))
+            return sl_spec_error_at(err, sl_node_get(sl_node_get(r->spec, "estimator"), "plugin"),
+                                    "estimator.plugin",
+                                    "estimator '%s' needs the representation's %s output, but "
+                                    "representation '%s' does not render it",
+                                    r->est.label, output_name(bit), r->repr.label);
+    if ((st = create_instance(r, &r->est, SL_STREAM_PLUGIN_BASE + 0x200, err)) != SL_OK)
+        return st;
+    r->defining = 0;
+    if ((st = setup_optimizer(r, err)) != SL_OK)
+        return st;
+    if ((st = alloc_buffers(r, err)) != SL_OK)
+        return st;
+    return setup_eval(r, err);
+}
+
+/* ------------------------------------------------------------------ the log */
+
+static void default_log_path(run *r)
+{
+    if (sl_params_has(r->logp, "path"))
+        snprintf(r->log_path, sizeof r->log_path, "%s", sl_params_string(r->logp, "path"));
+    else
+        snprintf(r->log_path, sizeof r->log_path, "runs/%s.h5", sl_params_string(r->root, "name"));
+}
+
+static sl_status make_parent_dirs(const char *path, sl_error *err)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return sl_error_set(err, SL_ERR_IO, "cannot create directory '%s': %s", buf,
+                                strerror(errno));
+        *p = '/';
+    }
+    return SL_OK;
+}
+
+static void append_params(sl_strbuf *sb, const sl_params *p, int indent)
+{
+    for (size_t i = 0; i < sl_params_count(p); i++)
+        sl_strbuf_printf(sb, "%*s%s: %s\n", indent, "", sl_params_name_at(p, i),
+                         sl_params_yaml_at(p, i));
+}
+
+static void append_plugin_section(sl_strbuf *sb, const instance *inst, const sl_params *extra)
+{
+    sl_strbuf_printf(sb, "%s:\n  plugin: %s\n", inst->section, inst->desc->name);
+    if (strcmp(inst->label, inst->desc->name) != 0)
+        sl_strbuf_printf(sb, "  label: %s\n", inst->label);
+    append_params(sb, inst->params, 2);
+    if (extra)
+        append_params(sb, extra, 2);
+}
+
+/* The resolved spec: every key with its value after overrides and defaults. */
+static char *resolved_spec_yaml(const run *r)
+{
+    sl_strbuf sb;
+    sl_strbuf_init(&sb);
+    append_params(&sb, r->root, 0);
+    append_plugin_section(&sb, &r->prior, NULL);
+    append_plugin_section(&sb, &r->repr, NULL);
+    append_plugin_section(&sb, &r->est, r->est_core);
+    sl_strbuf_printf(&sb, "cameras:\n");
+    append_params(&sb, r->cameras, 2);
+    sl_strbuf_printf(&sb, "optimizer:\n");
+    append_params(&sb, r->optimizer, 2);
+    int any_group = 0;
+    for (size_t g = 0; g < r->n_groups; g++) {
+        if (!r->group_params[g] || !sl_params_count(r->group_params[g]))
+            continue;
+        if (!any_group++)
+            sl_strbuf_printf(&sb, "  groups:\n");
+        sl_strbuf_printf(&sb, "    %s:\n", r->groups[g].name);
+        append_params(&sb, r->group_params[g], 6);
+    }
+    sl_strbuf_printf(&sb, "log:\n");
+    append_params(&sb, r->logp, 2);
+    return sl_strbuf_take(&sb);
+}
+
+static sl_status log_instance_attrs(run *r, const instance *inst, const sl_params *extra,
+                                    sl_error *err)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/plugins/%s", inst->label);
+    sl_status st = sl_log_attr_string(r->log, path, "plugin", inst->desc->name, err);
+    if (st == SL_OK)
+        st = sl_log_attr_string(r->log, path, "kind", sl_plugin_kind_name(inst->desc->kind), err);
+    if (st == SL_OK)
+        st = sl_log_attr_string(r->log, path, "version", inst->desc->version, err);
+    const sl_params *lists[2] = { inst->params, extra };
+    for (int l = 0; l < 2 && st == SL_OK; l++)
+        for (size_t i = 0; lists[l] && i < sl_params_count(lists[l]) && st == SL_OK; i++)
+            st = sl_log_attr_string(r->log, path, sl_params_name_at(lists[l], i),
+                                    sl_params_yaml_at(lists[l], i), err);
+    return st;
+}
+
+static sl_status define_log(run *r, sl_error *err)
+{
+    sl_status st = make_parent_dirs(r->log_path, err);
+    if (st != SL_OK)
+        return st;
+    if ((st = sl_log_create(r->log_path, &r->log, err)) != SL_OK)
+        return st;
+
+    char created[64], host[256] = "unknown";
+    time_t now = time(NULL);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    gethostname(host, sizeof host - 32);
+    host[sizeof host - 33] = 0;
+    size_t hl = strlen(host);
+    snprintf(host + hl, sizeof host - hl, " (%d threads)", omp_get_max_threads());
+    char *spec_yaml = resolved_spec_yaml(r);
+    if (!spec_yaml)
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    st = sl_log_attr_string(r->log, "/", "steinlab_version", SL_VERSION_STRING, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "git_describe", SL_GIT_DESCRIBE, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "created", created, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "host", host, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "name", sl_params_string(r->root, "name"), err);
+    if (st == SL_OK) st = sl_log_attr_int(r->log, "/", "seed", sl_params_int(r->root, "seed"), err);
+    if (st == SL_OK) st = sl_log_attr_int(r->log, "/", "steps", sl_params_int(r->root, "steps"), err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "spec", spec_yaml, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "spec_path", r->opt->spec_path, err);
+    free(spec_yaml);
+    if (st == SL_OK) st = log_instance_attrs(r, &r->prior, NULL, err);
+    if (st == SL_OK) st = log_instance_attrs(r, &r->repr, NULL, err);
+    if (st == SL_OK) st = log_instance_attrs(r, &r->est, r->est_core, err);
+    if (st != SL_OK)
+        return st;
+
+    /* /steps: the core's series first, then those the plugins declared. */
+    if ((st = sl_log_table_create(r->log, "/steps", &r->steps_table, err)) != SL_OK)
+        return st;
+    struct { const char *name, *doc; sl_log_dtype type; int *col; } core[] = {
+        { "step", "training step (0-based) this row describes", SL_LOG_I64, &r->col_step },
+        { "loss", "0.5 mean(g^2) of the step's direction g = w(t) Delta in prior space (a "
+                  "surrogate: its gradient w.r.t. x0 with the target held fixed is g/numel)",
+          SL_LOG_F64, &r->col_loss },
+        { "grad_norm", "global L2 norm of the parameter gradient (before clipping)", SL_LOG_F64,
+          &r->col_grad_norm },
+        { "t", "diffusion time t (integer in [1, T]), mean over the step's draws", SL_LOG_F64,
+          &r->col_t },
+        { "lr", "learning rate of the first parameter group", SL_LOG_F64, &r->col_lr },
+        { "time_s", "wall-clock seconds since the first step started", SL_LOG_F64, &r->col_time },
+        { "var_par_adam", "PROXY, not a variance estimate: mean(v_hat - m_hat^2) over all "
+                          "parameters from Adam's moments (method.md section 4); can be negative",
+          SL_LOG_F64, &r->col_var_adam },
+    };
+    for (size_t i = 0; i < sizeof core / sizeof core[0] && st == SL_OK; i++)
+        st = sl_log_table_column(r->steps_table, core[i].name, core[i].doc, core[i].type,
+                                 core[i].col, err);
+    r->col_var_img = -1;
+    if (st == SL_OK && r->samples > 1)
+        st = sl_log_table_column(r->steps_table, "var_img",
+                                 "image-space variance over the step's own noise samples: "
+                                 "(1/D) sum_d Var_k[g_k,d], unbiased (K-1)", SL_LOG_F64,
+                                 &r->col_var_img, err);
+    for (size_t i = 0; i < r->n_series && st == SL_OK; i++)
+        st = sl_log_table_column(r->steps_table, r->series[i].name, r->series[i].doc, SL_LOG_F64,
+                                 &r->series[i].col, err);
+    if (st != SL_OK)
+        return st;
+
+    if ((st = sl_log_table_create(r->log, "/eval", &r->eval_table, err)) != SL_OK)
+        return st;
+    st = sl_log_table_column(r->eval_table, "step", "optimizer steps done when evaluated",
+                             SL_LOG_I64, &r->col_eval_step, err);
+    if (st == SL_OK)
+        st = sl_log_table_column(r->eval_table, "time_s", "wall-clock seconds since the run "
+                                 "started", SL_LOG_F64, &r->col_eval_time, err);
+    r->col_eval_psnr = -1;
+    if (st == SL_OK && r->has_reference)
+        st = sl_log_table_column(r->eval_table, "psnr",
+                                 "mean over the evaluation views of the PSNR (dB) of the render "
+                                 "against the prior's ground truth", SL_LOG_F64,
+                                 &r->col_eval_psnr, err);
+    if (st == SL_OK)
+        st = sl_log_renders_create(r->log, "rgb", r->cams.eval_views, r->cams.resolution,
+                                   r->cams.resolution, 3, err);
+    if (st == SL_OK)
+        st = sl_log_start_swmr(r->log, err);
+    return st;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+static sl_status check_finite(const float *x, size_t n, int64_t step, const char *plugin,
+                              const char *tensor, sl_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return sl_error_set(err, SL_ERR_NONFINITE,
+                                "step %lld: non-finite value %g in %s of '%s' (element %zu); "
+                                "the run stops here, the log keeps every step before it",
+                                (long long)step, (double)x[i], tensor, plugin, i);
+    return SL_OK;
+}
+
+/* x0 = 2 rgb - 1 in prior space, resampled when the render and prior sizes differ. */
+static void encode_x0(run *r)
+{
+    int R = r->cams.resolution, P = r->pinfo.height, B = r->batch;
+    size_t n = r->render_px * 3;
+    for (size_t i = 0; i < n; i++)
+        r->rgb_scratch[i] = 2.0f * r->render.rgb[i] - 1.0f;
+    size_t in_view = (size_t)R * R * 3, out_view = (size_t)P * r->pinfo.width * 3;
+    for (int b = 0; b < B; b++)
+        sl_resample(r->rgb_scratch + b * in_view, R, R, 3, r->x0 + b * out_view, P,
+                    r->pinfo.width);
+}
+
+/* dL/drgb = 2 A^T dL/dx0 (the adjoint of encode_x0). */
+static void decode_grad(run *r)
+{
+    int R = r->cams.resolution, P = r->pinfo.height, B = r->batch;
+    size_t n = r->render_px * 3;
+    memset(r->render_grad.rgb, 0, n * sizeof(float));
+    size_t in_view = (size_t)R * R * 3, out_view = (size_t)P * r->pinfo.width * 3;
+    for (int b = 0; b < B; b++)
+        sl_resample_adjoint(r->dL_dx0 + b * out_view, P, r->pinfo.width, 3,
+                            r->render_grad.rgb + b * in_view, R, R);
+    for (size_t i = 0; i < n; i++)
+        r->render_grad.rgb[i] *= 2.0f;
+}
+
+static void t_bounds(const run *r, int64_t step, int *lo, int *hi)
+{
+    sl_schedule s0 = sl_params_list_schedule(r->est_core, "t_range", 0);
+    sl_schedule s1 = sl_params_list_schedule(r->est_core, "t_range", 1);
+    int T = r->diffusion.T;
+    double f0 = sl_schedule_at(&s0, step), f1 = sl_schedule_at(&s1, step);
+    if (f1 < f0) {
+        double tmp = f0;
+        f0 = f1;
+        f1 = tmp;
+    }
+    *lo = (int)lround(f0 * T);
+    *hi = (int)lround(f1 * T);
+    if (*lo < 1) *lo = 1;
+    if (*hi > T) *hi = T;
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* One (t, eps) draw for every batch element: fills the sample's slices and its ctx. */
+static sl_status draw_sample(run *r, int64_t step, int s, sl_error *err)
+{
+    size_t pe = r->prior_elems, per = pe / (size_t)r->batch;
+    uint64_t seed = (uint64_t)sl_params_int(r->root, "seed");
+    int lo, hi;
+    t_bounds(r, step, &lo, &hi);
+    int *t = r->t + (size_t)s * r->batch;
+    double *alpha = r->alpha + (size_t)s * r->batch, *sigma = r->sigma + (size_t)s * r->batch;
+    float *eps = r->eps + s * pe, *x_t = r->x_t + s * pe, *eps_hat = r->eps_hat + s * pe;
+    sl_rng_key tkey = { seed, (uint32_t)step, SL_STREAM_TIMESTEP, (uint32_t)s };
+    for (int b = 0; b < r->batch; b++) {
+        t[b] = (int)sl_rng_int1(tkey, (uint64_t)b, lo, hi);
+        alpha[b] = sl_diffusion_alpha(&r->diffusion, t[b]);
+        sigma[b] = sl_diffusion_sigma(&r->diffusion, t[b]);
+    }
+    sl_rng_key nkey = { seed, (uint32_t)step, SL_STREAM_NOISE, (uint32_t)s };
+    sl_rng_normal(nkey, 0, pe, eps);
+    for (int b = 0; b < r->batch; b++) {
+        float a = (float)alpha[b], sg = (float)sigma[b];
+        size_t off = (size_t)b * per;
+        for (size_t i = 0; i < per; i++)
+            x_t[off + i] = a * r->x0[off + i] + sg * eps[off + i];
+    }
+    sl_prior_query q = { r->batch, x_t, t, r->step_cams, step };
+    sl_status st = r->prior_ref.vt->noise_pred(r->prior.state, &q, eps_hat, err);
+    if (st != SL_OK) {
+        sl_error_prefix(err, "step %lld: prior '%s'", (long long)step, r->prior.label);
+        return st;
+    }
+    if ((st = check_finite(eps_hat, pe, step, r->prior.label, "the noise prediction", err)) != SL_OK)
+        return st;
+    r->ctxs[s] = (sl_estimator_ctx){
+        .batch = r->batch, .height = r->pinfo.height, .width = r->pinfo.width,
+        .channels = r->pinfo.channels, .step = step, .sample = s, .t = t, .alpha = alpha,
+        .sigma = sigma, .x0 = r->x0, .eps = eps, .x_t = x_t, .eps_hat = eps_hat,
+        .cams = r->step_cams, .render = &r->render,
+    };
+    r->ctx_ptrs[s] = &r->ctxs[s];
+    return SL_OK;
+}
+
+/* Image-space variance of the step's samples: (1/D) sum_d Var_k[g_k,d], unbiased,
+ * two-pass in double, fixed order. */
+static double sample_variance(const run *r)
+{
+    size_t pe = r->prior_elems;
+    int S = r->samples;
+    double total = 0;
+    for (size_t d = 0; d < pe; d++) {
+        double mean = 0;
+        for (int s = 0; s < S; s++)
+            mean += r->g[s * pe + d];
+        mean /= S;
+        double ss = 0;
+        for (int s = 0; s < S; s++) {
+            double dv = r->g[s * pe + d] - mean;
+            ss += dv * dv;
+        }
+        total += ss / (S - 1);
+    }
+    return total / (double)pe;
+}
+
+static sl_status run_step(run *r, int64_t step, double t_start, sl_error *err)
+{
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    const sl_estimator_vtable *ev = r->est.desc->vtable;
+    uint64_t seed = (uint64_t)sl_params_int(r->root, "seed");
+    sl_camera_sampler_draw(&r->cams, seed, step, r->step_cams);
+    sl_render_request req = { r->step_cams, r->batch, step, SL_RENDER_TRAIN };
+    sl_status st = rv->render(r->repr.state, &req, &r->render, err);
+    if (st != SL_OK) {
+        sl_error_prefix(err, "step %lld: representation '%s': render", (long long)step, r->repr.label);
+        return st;
+    }
+    if ((st = check_finite(r->render.rgb, r->render_px * 3, step, r->repr.label, "the rendered rgb",
+                           err)) != SL_OK)
+        return st;
+    encode_x0(r);
+
+    size_t pe = r->prior_elems, per = pe / (size_t)r->batch;
+    double loss = 0, t_sum = 0;
+    memset(r->dL_dx0, 0, pe * sizeof(float));
+    /* dL/dx0[b] = (1 / (B S)) sum_s w(t_bs) Delta_bs: the mean over draws and over the
+     * batch, so the learning rate does not scale with either. */
+    const float scale = 1.0f / (float)(r->batch * r->samples);
+    for (int s = 0; s < r->samples; s++) {
+        if ((st = draw_sample(r, step, s, err)) != SL_OK)
+            return st;
+        float *g = r->g + s * pe;
+        st = ev->delta(r->est.state, &r->ctxs[s], g, err);
+        if (st != SL_OK) {
+            sl_error_prefix(err, "step %lld: estimator '%s'", (long long)step, r->est.label);
+            return st;
+        }
+        if ((st = check_finite(g, pe, step, r->est.label, "the direction Delta", err)) != SL_OK)
+            return st;
+        for (int b = 0; b < r->batch; b++) {
+            int t = r->t[s * r->batch + b];
+            t_sum += t;
+            float w = (float)sl_diffusion_weight(&r->diffusion, r->weighting, t);
+            float *gb = g + (size_t)b * per;
+            float *db = r->dL_dx0 + (size_t)b * per;
+            for (size_t i = 0; i < per; i++) {
+                gb[i] *= w;
+                db[i] += scale * gb[i];
+            }
+        }
+    }
+    for (size_t i = 0; i < pe; i++)
+        loss += (double)r->dL_dx0[i] * r->dL_dx0[i] * (double)r->batch * r->batch;
+    loss = 0.5 * loss / (double)pe;
+    decode_grad(r);
+
+    for (size_t g = 0; g < r->n_groups; g++)
+        memset(r->groups[g].grad, 0, r->groups[g].n * sizeof(float));
+    if ((st = rv->backward(r->repr.state, &r->render_grad, err)) != SL_OK) {
+        sl_error_prefix(err, "step %lld: representation '%s': backward", (long long)step,
+                        r->repr.label);
+        return st;
+    }
+    size_t elem = 0;
+    long bad = sl_grad_first_nonfinite(r->groups, r->n_groups, &elem);
+    if (bad >= 0)
+        return sl_error_set(err, SL_ERR_NONFINITE,
+                            "step %lld: non-finite gradient in parameter group '%s' of '%s' "
+                            "(element %zu); the step is refused, the run stops, the log keeps "
+                            "every step before it",
+                            (long long)step, r->groups[bad].name, r->repr.label, elem);
+    double grad_norm = sl_grad_norm(r->groups, r->n_groups);
+    double clip = sl_params_float(r->optimizer, "grad_clip");
+    if (clip > 0 && grad_norm > clip)
+        sl_grad_scale(r->groups, r->n_groups, clip / grad_norm);
+    sl_adam_step(r->adam, step);
+    if (rv->step_end && (st = rv->step_end(r->repr.state, step, err)) != SL_OK) {
+        sl_error_prefix(err, "step %lld: representation '%s': step_end", (long long)step,
+                        r->repr.label);
+        return st;
+    }
+    if (ev->update && (st = ev->update(r->est.state, r->ctx_ptrs, r->samples, err)) != SL_OK) {
+        sl_error_prefix(err, "step %lld: estimator '%s': update", (long long)step, r->est.label);
+        return st;
+    }
+
+    sl_log_table *tb = r->steps_table;
+    sl_log_table_set(tb, r->col_step, (double)step);
+    sl_log_table_set(tb, r->col_loss, loss);
+    sl_log_table_set(tb, r->col_grad_norm, grad_norm);
+    sl_log_table_set(tb, r->col_t, t_sum / (double)(r->batch * r->samples));
+    sl_log_table_set(tb, r->col_lr, sl_adam_lr(r->adam, 0, step));
+    sl_log_table_set(tb, r->col_time, sl_now_s() - t_start);
+    sl_log_table_set(tb, r->col_var_adam, sl_adam_var_proxy(r->adam));
+    if (r->col_var_img >= 0)
+        sl_log_table_set(tb, r->col_var_img, sample_variance(r));
+    if (step == 0)
+        r->first_loss = loss;
+    r->last_loss = loss;
+    return sl_log_table_commit_row(tb, err);
+}
+
+/* Renders the evaluation cameras; logs PSNR (when the prior has ground truth) and/or the
+ * uint8 renders. `done` is the number of optimizer steps finished. */
+static sl_status evaluate(run *r, int64_t done, int do_eval, int do_render, double t_start,
+                          sl_error *err)
+{
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    int V = r->cams.eval_views, R = r->cams.resolution;
+    sl_render_request req = { r->eval_cams, V, done, SL_RENDER_EVAL };
+    sl_status st = rv->render(r->repr.state, &req, &r->eval_render, err);
+    if (st != SL_OK) {
+        sl_error_prefix(err, "evaluation after %lld steps: representation '%s'", (long long)done,
+                        r->repr.label);
+        return st;
+    }
+    size_t view = (size_t)R * R * 3;
+    if (do_eval) {
+        sl_log_table_set(r->eval_table, r->col_eval_step, (double)done);
+        sl_log_table_set(r->eval_table, r->col_eval_time, sl_now_s() - t_start);
+        if (r->has_reference) {
+            double psnr = 0;
+            for (int v = 0; v < V; v++)
+                psnr += sl_image_psnr(r->eval_render.rgb + v * view, r->reference + v * view, view);
+            psnr /= V;
+            sl_log_table_set(r->eval_table, r->col_eval_psnr, psnr);
+            if (r->first_psnr_step < 0) {
+                r->first_psnr = psnr;
+                r->first_psnr_step = done;
+            }
+            r->last_psnr = psnr;
+            r->last_psnr_step = done;
+        }
+        if ((st = sl_log_table_commit_row(r->eval_table, err)) != SL_OK)
+            return st;
+    }
+    if (do_render) {
+        sl_image_to_u8(r->eval_render.rgb, (size_t)V * view, r->render_u8);
+        if ((st = sl_log_renders_append(r->log, "rgb", done, r->render_u8, err)) != SL_OK)
+            return st;
+        r->renders_logged++;
+    }
+    return SL_OK;
+}
+
+static int due(int64_t done, int64_t every, int64_t total)
+{
+    return done == 0 || done == total || (every > 0 && done % every == 0);
+}
+
+static void print_summary(run *r, int64_t done, double seconds, sl_status outcome)
+{
+    FILE *out = r->out;
+    char dur[32];
+    sl_format_duration(seconds, dur, sizeof dur);
+    fprintf(out, "%s: %lld/%lld steps in %s (%.1f it/s, %d threads)",
+            sl_params_string(r->root, "name"), (long long)done,
+            (long long)sl_params_int(r->root, "steps"), dur, seconds > 0 ? done / seconds : 0.0,
+            omp_get_max_threads());
+    if (outcome == SL_ERR_INTERRUPTED)
+        fprintf(out, ", interrupted");
+    else if (outcome != SL_OK)
+        fprintf(out, ", stopped by an error");
+    fprintf(out, "; %s + %s + %s", r->prior.label, r->repr.label, r->est.label);
+    if (done > 0)
+        fprintf(out, "; loss %.4g at the first step, %.4g at the last", r->first_loss,
+                r->last_loss);
+    if (r->has_reference && r->first_psnr_step >= 0)
+        fprintf(out, "; eval PSNR %.2f dB after %lld steps -> %.2f dB after %lld (%d views)",
+                r->first_psnr, (long long)r->first_psnr_step, r->last_psnr,
+                (long long)r->last_psnr_step, r->cams.eval_views);
+    fprintf(out, "; %lld render sets logged.\n", (long long)r->renders_logged);
+}
+
+static sl_status train(run *r, sl_error *err)
+{
+    int64_t steps = sl_params_int(r->root, "steps");
+    int64_t flush_every = sl_params_int(r->logp, "flush_every");
+    int64_t render_every = sl_params_int(r->logp, "render_every");
+    int64_t eval_every = sl_params_int(r->logp, "eval_every");
+    static const sl_progress_style styles[] = { SL_PROGRESS_AUTO, SL_PROGRESS_BAR,
+                                                SL_PROGRESS_LINES, SL_PROGRESS_NONE };
+    const char *pname = sl_params_string(r->logp, "progress");
+    sl_progress_style style = styles[!strcmp(pname, "bar") ? 1 : !strcmp(pname, "lines") ? 2
+                                     : !strcmp(pname, "none") ? 3 : 0];
+    r->first_psnr_step = -1;
+    double t_start = sl_now_s();
+    sl_status st = evaluate(r, 0, 1, 1, t_start, err);
+    if (st == SL_OK)
+        st = sl_log_flush(r->log, err);
+    sl_progress prog;
+    sl_progress_start(&prog, r->out, style, steps);
+    int64_t done = 0;
+    while (st == SL_OK && done < steps) {
+        st = run_step(r, done, t_start, err);
+        if (st != SL_OK)
+            break;
+        done++;
+        sl_progress_update(&prog, done, r->last_loss);
+        int do_eval = due(done, eval_every, steps), do_render = due(done, render_every, steps);
+        int stopping = g_stop_requested != 0;
+        if (stopping)
+            do_eval = do_render = 1;
+        if (do_eval || do_render)
+            st = evaluate(r, done, do_eval, do_render, t_start, err);
+        if (st == SL_OK && (done % flush_every == 0 || done == steps || stopping))
+            st = sl_log_flush(r->log, err);
+        if (st == SL_OK && stopping)
+            st = sl_error_set(err, SL_ERR_INTERRUPTED,
+                              "interrupted after %lld steps; the log holds every finished step",
+                              (long long)done);
+    }
+    sl_progress_finish(&prog);
+    /* Keep what was logged before a failure: flush it (its own error is secondary). */
+    if (st != SL_OK) {
+        sl_error flush_err;
+        sl_log_flush(r->log, &flush_err);
+    }
+    print_summary(r, done, sl_now_s() - t_start, st);
+    return st;
+}
+
+/* ------------------------------------------------------------------ entry */
+
+static void run_free(run *r)
+{
+    destroy_instance(&r->est);
+    destroy_instance(&r->repr);
+    destroy_instance(&r->prior);
+    sl_adam_destroy(r->adam);
+    if (r->log) {
+        sl_error ignore;
+        sl_log_close(r->log, &ignore);
+    }
+    for (size_t g = 0; r->group_params && g < r->n_groups; g++)
+        sl_params_free(r->group_params[g]);
+    free(r->group_params);
+    free(r->groups);
+    for (size_t i = 0; i < r->n_series; i++) {
+        free(r->series[i].name);
+        free(r->series[i].doc);
+    }
+    free(r->series);
+    sl_params_free(r->prior.params);
+    sl_params_free(r->repr.params);
+    sl_params_free(r->est.params);
+    sl_params_free(r->root);
+    sl_params_free(r->cameras);
+    sl_params_free(r->optimizer);
+    sl_params_free(r->est_core);
+    sl_params_free(r->logp);
+    free_render(&r->render);
+    free_render(&r->eval_render);
+    free(r->render_grad.rgb);
+    free(r->step_cams);
+    free(r->x0);
+    free(r->eps);
+    free(r->x_t);
+    free(r->eps_hat);
+    free(r->g);
+    free(r->dL_dx0);
+    free(r->rgb_scratch);
+    free(r->t);
+    free(r->alpha);
+    free(r->sigma);
+    free(r->ctxs);
+    free(r->ctx_ptrs);
+    free(r->eval_cams);
+    free(r->reference);
+    free(r->render_u8);
+    /* Plugins' code must stay mapped until their states are destroyed (above). */
+    sl_registry_destroy(r->registry);
+    sl_node_free(r->spec);
+}
+
+static void set_spec_dir(run *r, const char *spec_path)
+{
+    const char *slash = strrchr(spec_path, '/');
+    if (!slash)
+        snprintf(r->spec_dir, sizeof r->spec_dir, ".");
+    else if (slash == spec_path)
+        snprintf(r->spec_dir, sizeof r->spec_dir, "/");
+    else
+        snprintf(r->spec_dir, sizeof r->spec_dir, "%.*s", (int)(slash - spec_path), spec_path);
+}
+
+sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.opt = opt;
+    r.out = opt->out ? opt->out : stdout;
+    r.col_var_img = r.col_eval_psnr = -1;
+    if (result)
+        memset(result, 0, sizeof *result);
+    if (opt->threads > 0)
+        omp_set_num_threads(opt->threads);
+    set_spec_dir(&r, opt->spec_path);
+
+    sl_status st = sl_spec_parse_file(opt->spec_path, &r.spec, err);
+    for (size_t i = 0; st == SL_OK && i < opt->n_overrides; i++)
+        st = sl_spec_override(r.spec, opt->overrides[i], err);
+    if (st == SL_OK)
+        st = validate_and_create(&r, err);
+    if (st == SL_OK && !opt->dry_run) {
+        default_log_path(&r);
+        st = define_log(&r, err);
+        if (result)
+            snprintf(result->log_path, sizeof result->log_path, "%s", r.log_path);
+        if (st == SL_OK) {
+            struct sigaction sa, old_int, old_term;
+            if (opt->handle_signals) {
+                g_stop_requested = 0;
+                memset(&sa, 0, sizeof sa);
+                sa.sa_handler = on_signal;
+                sigaction(SIGINT, &sa, &old_int);
+                sigaction(SIGTERM, &sa, &old_term);
+            }
+            st = train(&r, err);
+            if (opt->handle_signals) {
+                sigaction(SIGINT, &old_int, NULL);
+                sigaction(SIGTERM, &old_term, NULL);
+            }
+            if (result)
+                result->steps_done = sl_log_table_rows(r.steps_table);
+        }
+        if (r.log) {
+            sl_error close_err;
+            sl_status cst = sl_log_close(r.log, &close_err);
+            r.log = NULL;
+            if (st == SL_OK && cst != SL_OK) {
+                *err = close_err;
+                st = cst;
+            }
+        }
+    }
+    run_free(&r);
+    return st;
+}

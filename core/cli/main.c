@@ -1,1 +1,62 @@
-int main(void){return 0;}
+/* core/cli/main.c — the steinlab executable: dispatch to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sl_build_config.h"
+#include "steinlab/status.h"
+#include "steinlab/version.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: steinlab COMMAND [ARGS]\n"
+            "\n"
+            "  run SPEC.yaml [key.sub=value ...] [--threads N] [--dry-run]\n"
+            "                      run an experiment; the last line printed is 'log: PATH'\n"
+            "  plugins [NAME]      list plugins, or show one plugin's parameters\n"
+            "  plugins --markdown  print the spec reference (docs/spec-reference.md)\n"
+            "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
+            "  version             print the version and build configuration\n"
+            "\n"
+            "Plugins are searched in the spec's plugin_paths, STEINLAB_PLUGIN_PATH, then the\n"
+            "build tree or the install prefix. Documentation: docs/user-guide.md.\n");
+}
+
+int sl_exit_code(int status)
+{
+    switch ((sl_status)status) {
+    case SL_OK: return 0;
+    case SL_ERR_SPEC:
+    case SL_ERR_INVALID_ARG: return 2;
+    case SL_ERR_INTERRUPTED: return 130;
+    default: return 1;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return sl_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plugins"))
+        return sl_cmd_plugins(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return sl_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("steinlab %s (%s)\nlibrary %s\ncuda: %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
+               sl_version(), SL_HAVE_CUDA ? "built" : "not built");
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "steinlab: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

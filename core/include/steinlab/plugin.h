@@ -42,6 +42,8 @@ extern "C" {
 #define SL_PLUGIN_ENTRY_SYMBOL "steinlab_plugin_entry"
 #define SL_PLUGIN_EXPORT __attribute__((visibility("default")))
 
+typedef struct sl_host sl_host;   /* host services, defined below */
+
 typedef enum sl_plugin_kind {
     SL_KIND_PRIOR = 1,
     SL_KIND_REPRESENTATION = 2,
@@ -105,7 +107,7 @@ typedef struct sl_prior_query {
 typedef struct sl_prior_vtable {
     uint32_t struct_size;
     /* (required) */
-    sl_status (*create)(const struct sl_host *host, const sl_params *params, void **state,
+    sl_status (*create)(const sl_host *host, const sl_params *params, void **state,
                         sl_error *err);
     /* (required) */
     void (*destroy)(void *state);
@@ -132,7 +134,7 @@ typedef struct sl_prior_ref {
 /* ---------------------------------------------------------------- host services */
 
 /* One host per plugin instance. Valid from create() until destroy() returns. */
-typedef struct sl_host {
+struct sl_host {
     uint32_t struct_size;
     uint32_t abi_version;
     const char *label;             /* instance label (the plugin's name unless the spec sets one) */
@@ -140,27 +142,27 @@ typedef struct sl_host {
     uint32_t rng_stream_base;      /* this instance owns RNG streams [base, base + 256) */
     void *host_ctx;                /* private to the host */
     /* (never NULL) Message to the run's console and log, prefixed with the label. */
-    void (*log)(const struct sl_host *h, sl_log_level level, const char *fmt, ...)
+    void (*log)(const sl_host *h, sl_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
     /* (never NULL) 64-byte aligned, zero-filled memory, freed with free_mem; NULL on failure. */
-    void *(*alloc)(const struct sl_host *h, size_t bytes);
-    void (*free_mem)(const struct sl_host *h, void *ptr);
+    void *(*alloc)(const sl_host *h, size_t bytes);
+    void (*free_mem)(const sl_host *h, void *ptr);
     /* (never NULL) Declares a per-step series /steps/NAME (double). Only during create();
      * fails on a duplicate name or when called later. */
-    sl_status (*declare_series)(const struct sl_host *h, const char *name, const char *doc,
+    sl_status (*declare_series)(const sl_host *h, const char *name, const char *doc,
                                 sl_error *err);
     /* (never NULL) The value of a declared series for the current step (last call wins;
      * a series without a value in a step logs NaN). Unknown names are ignored with a
      * warning the first time. */
-    void (*record)(const struct sl_host *h, const char *name, double value);
+    void (*record)(const sl_host *h, const char *name, double value);
     /* (never NULL) The run's prior; NULL when called from the prior itself. */
-    const sl_prior_ref *(*prior)(const struct sl_host *h);
+    const sl_prior_ref *(*prior)(const sl_host *h);
     /* The run's diffusion schedule (the prior's). NULL for the prior's own host. */
     const sl_diffusion *diffusion;
     /* Directory of the spec file ("." for a spec given on standard input). Relative paths
      * in a spec are relative to it: see sl_host_path. */
     const char *spec_dir;
-} sl_host;
+};
 
 /* Resolves a path from a spec: absolute paths are kept, relative ones are joined to
  * host->spec_dir. Fails when the result does not fit in `size` bytes. */

@@ -1,0 +1,35 @@
+/* core/camera_sampler.h — the `cameras` section: random training cameras and fixed
+ * evaluation cameras (conventions: steinlab/camera.h). */
+#ifndef STEINLAB_CORE_CAMERA_SAMPLER_H
+#define STEINLAB_CORE_CAMERA_SAMPLER_H
+
+#include <stdint.h>
+
+#include "steinlab/camera.h"
+#include "steinlab/params.h"
+
+typedef struct sl_camera_sampler {
+    int batch;              /* cameras per step */
+    int resolution;         /* square render size */
+    float elevation[2];     /* degrees, [min, max] */
+    float azimuth[2];       /* degrees */
+    float distance[2];
+    float fovy[2];          /* degrees */
+    float target[3];
+    float near;
+    int eval_views;
+    float eval_elevation, eval_distance, eval_fovy;
+} sl_camera_sampler;
+
+/* From resolved `cameras` parameters; default_resolution applies when the spec gives none. */
+void sl_camera_sampler_init(sl_camera_sampler *s, const sl_params *p, int default_resolution);
+
+/* The training cameras of `step`: (s->batch,). Camera b draws elevation, azimuth, distance
+ * and fovy from elements 4b..4b+3 of stream SL_STREAM_CAMERA at (seed, step). */
+void sl_camera_sampler_draw(const sl_camera_sampler *s, uint64_t seed, int64_t step,
+                            sl_camera *cams);
+
+/* The fixed evaluation cameras: (s->eval_views,), azimuth 360 k / eval_views. */
+void sl_camera_sampler_eval(const sl_camera_sampler *s, sl_camera *cams);
+
+#endif
