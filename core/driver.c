@@ -243,6 +243,11 @@ static void init_host(run *r, instance *inst, uint32_t stream_base)
 
 static const char *const plugin_section_keys[] = { "plugin", "label", NULL };
 
+static const char *article(sl_plugin_kind kind)
+{
+    return kind == SL_KIND_ESTIMATOR ? "an" : "a";
+}
+
 static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, instance *inst,
                              sl_error *err)
 {
@@ -258,8 +263,8 @@ static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, i
     char key[64];
     snprintf(key, sizeof key, "%s.plugin", section);
     if (!name)
-        return sl_spec_error_at(err, node, key, "missing required key (expected the name of a "
-                                "%s plugin)", sl_plugin_kind_name(kind));
+        return sl_spec_error_at(err, node, key, "missing required key (expected the name of "
+                                "%s %s plugin)", article(kind), sl_plugin_kind_name(kind));
     if (name->kind != SL_NODE_SCALAR)
         return sl_spec_error_at(err, name, key, "expected a plugin name, found a %s",
                                 name->kind == SL_NODE_SEQ ? "list" : "map");
@@ -283,12 +288,12 @@ static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, i
             snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
         const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
         if (other)
-            return sl_spec_error_at(err, name, key, "expected a %s plugin (one of: %s), found "
-                                    "'%s', which is a %s plugin",
+            return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                                    "'%s', which is %s %s plugin", article(kind),
                                     sl_plugin_kind_name(kind), list, name->text,
-                                    sl_plugin_kind_name(other->kind));
-        return sl_spec_error_at(err, name, key, "expected a %s plugin (one of: %s), found "
-                                "unknown plugin '%s'%s", sl_plugin_kind_name(kind),
+                                    article(other->kind), sl_plugin_kind_name(other->kind));
+        return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                                "unknown plugin '%s'%s", article(kind), sl_plugin_kind_name(kind),
                                 n ? list : "none installed", name->text, hint);
     }
     const sl_node *label = sl_node_get(node, "label");

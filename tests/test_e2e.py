@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""End-to-end tests of the steinlab executable: the quickstart reaches its PSNR, runs are
+deterministic across thread counts, logs are readable while written, bad specs are refused
+before anything is written, and runs stopped by a signal or a NaN keep a valid log."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+EXE = os.environ["STEINLAB_EXE"]
+SRC = os.environ["STEINLAB_SOURCE_ROOT"]
+BUILD = os.environ["STEINLAB_BUILD_ROOT"]
+QUICKSTART = os.path.join(SRC, "experiments", "quickstart-2d.yaml")
+NAN_PLUGIN = os.path.join(BUILD, "tests", "plugins", "nan_at_step.so")
+# Attributes that describe the machine and the moment, not the computation.
+ENVIRONMENT_ATTRS = {"created", "host"}
+
+
+def run(args, **kw):
+    return subprocess.run([EXE] + args, capture_output=True, text=True, timeout=600, **kw)
+
+
+def collect(f):
+    """Every dataset and attribute of an HDF5 file, by path."""
+    data, attrs = {}, {}
+
+    def visit(name, obj):
+        for k, v in obj.attrs.items():
+            attrs[f"{name}@{k}"] = v
+        if isinstance(obj, h5py.Dataset):
+            data[name] = obj[()]
+
+    for k, v in f.attrs.items():
+        attrs[f"/@{k}"] = v
+    f.visititems(visit)
+    return data, attrs
+
+
+class Quickstart(unittest.TestCase):
+    def test_psnr_gain_and_log_layout(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "q.h5")
+            r = run(["run", QUICKSTART, f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip().splitlines()[-1], f"log: {log}")
+            with h5py.File(log, "r") as f:
+                steps = int(f.attrs["steps"])
+                for s in ["step", "loss", "grad_norm", "t", "lr", "time_s", "var_par_adam"]:
+                    self.assertEqual(f["steps"][s].shape, (steps,), s)
+                self.assertTrue(np.array_equal(f["steps/step"][:], np.arange(steps)))
+                self.assertIn("PROXY", f["steps/var_par_adam"].attrs["doc"])
+                psnr = f["eval/psnr"][:]
+                gain = psnr[-1] - psnr[0]
+                print(f"quickstart-2d: PSNR {psnr[0]:.2f} -> {psnr[-1]:.2f} dB "
+                      f"(+{gain:.2f}) in {steps} steps", file=sys.stderr)
+                self.assertGreaterEqual(gain, 10.0)
+                self.assertEqual(f["eval/step"][-1], steps)
+                rgb = f["renders/rgb"]
+                self.assertEqual(rgb.dtype, np.uint8)
+                self.assertEqual(rgb.shape[1:], (4, 32, 32, 3))
+                self.assertEqual(f["renders/step"][0], 0)
+                self.assertEqual(f["renders/step"][-1], steps)
+                self.assertIsInstance(f.attrs["spec"], str)
+                self.assertIn("plugin: image2d", f.attrs["spec"])
+                self.assertEqual(f["plugins/image"].attrs["prompt"], "smiley")
+                self.assertEqual(f["plugins/sds"].attrs["kind"], "estimator")
+            insp = run(["inspect", log])
+            self.assertEqual(insp.returncode, 0, insp.stderr)
+            self.assertIn("psnr", insp.stdout)
+            self.assertIn("grad_norm", insp.stdout)
+
+    def test_same_numbers_on_one_and_two_threads(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            logs = []
+            for threads in (1, 2):
+                log = os.path.join(tmp, f"t{threads}.h5")
+                r = run(["run", QUICKSTART, "steps=40", "estimator.noise_samples=2",
+                         "cameras.batch_size=2", "log.render_every=10", "log.eval_every=10",
+                         f"log.path={log}", "--threads", str(threads)])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                logs.append(log)
+            with h5py.File(logs[0], "r") as a, h5py.File(logs[1], "r") as b:
+                da, aa = collect(a)
+                db, ab = collect(b)
+            self.assertEqual(sorted(da), sorted(db))
+            self.assertIn("steps/var_img", da)
+            compared = 0
+            for k in da:
+                if k.endswith("time_s"):
+                    continue
+                self.assertTrue(np.array_equal(da[k], db[k], equal_nan=da[k].dtype.kind == "f"),
+                                f"{k} differs between 1 and 2 threads")
+                compared += 1
+            self.assertGreater(compared, 10)
+            for k in aa:
+                if k.split("@")[-1] in ENVIRONMENT_ATTRS:
+                    continue
+                self.assertEqual(aa[k], ab[k], f"attribute {k} differs")
+            self.assertIn("1 threads", aa["/@host"])
+            self.assertIn("2 threads", ab["/@host"])
+
+
+class LiveLog(unittest.TestCase):
+    def test_read_while_running_and_sigint(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "live.h5")
+            p = subprocess.Popen([EXE, "run", QUICKSTART, "steps=1000000", "log.flush_every=1",
+                                  "log.render_every=0", "log.eval_every=0", f"log.path={log}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                seen = []
+                deadline = time.time() + 120
+                while len(seen) < 3 and time.time() < deadline:
+                    time.sleep(0.3)
+                    if not os.path.exists(log):
+                        continue
+                    try:
+                        with h5py.File(log, "r", swmr=True) as f:
+                            n = f["steps/step"].shape[0]
+                            if n and (not seen or n > seen[-1]):
+                                self.assertTrue(np.array_equal(f["steps/step"][:n], np.arange(n)))
+                                seen.append(n)
+                    except (OSError, KeyError):
+                        continue  # the file is still being defined
+                self.assertIsNone(p.poll(), "the run ended before it was read")
+                self.assertGreaterEqual(len(seen), 3, f"rows seen while running: {seen}")
+                p.send_signal(signal.SIGINT)
+                out, err = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+            self.assertEqual(p.returncode, 130, err)
+            self.assertIn("interrupted after", err)
+            self.assertEqual(out.strip().splitlines()[-1], f"log: {log}")
+            with h5py.File(log, "r") as f:
+                n = f["steps/step"].shape[0]
+                self.assertGreaterEqual(n, seen[-1])
+                self.assertEqual(f["renders/step"][-1], n)  # the final render was written
+                self.assertEqual(f["eval/step"][-1], n)
+
+
+class Guards(unittest.TestCase):
+    def test_nonfinite_direction_stops_with_valid_log(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "nan.h5")
+            r = run(["run", QUICKSTART, f"plugin_paths=[{NAN_PLUGIN}]",
+                     "estimator.plugin=nan_at_step", "estimator.nan_from_step=3", "steps=10",
+                     f"log.path={log}"])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("step 3: non-finite value nan in the direction Delta of 'nan_at_step'",
+                          r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertEqual(f["steps/step"].shape, (3,))
+                self.assertTrue(np.all(np.isfinite(f["steps/loss"][:])))
+
+
+class BadSpecs(unittest.TestCase):
+    """Errors found by the driver (plugins, groups, overrides): exact message, exit code 2,
+    and no log written."""
+
+    CASES = [
+        (["estimator.plugin=sdss"],
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds), "
+         "found unknown plugin 'sdss'; did you mean 'sds'?"),
+        (["estimator.plugin=image2d"],
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds), "
+         "found 'image2d', which is a representation plugin"),
+        (["optimizer.groups={levl0: {lr: 0.1}}"],
+         "<command line>:1:19: optimizer.groups.levl0: unknown parameter group (expected one "
+         "of: level0, level1); did you mean 'level0'?"),
+        (["stepz=3"],
+         None),  # message from the spec module: checked for shape only
+    ]
+
+    def test_table(self):
+        for overrides, want in self.CASES:
+            with self.subTest(overrides=overrides), tempfile.TemporaryDirectory() as tmp:
+                log = os.path.join(tmp, "never.h5")
+                r = run(["run", QUICKSTART, f"log.path={log}"] + overrides)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                msg = r.stderr.strip().splitlines()[-1]
+                self.assertTrue(msg.startswith("error: "), msg)
+                if want is not None:
+                    self.assertEqual(msg, "error: " + want)
+                else:
+                    self.assertIn("stepz", msg)
+                    self.assertIn("did you mean 'steps'", msg)
+                self.assertFalse(os.path.exists(log), "a log was written for a bad spec")
+                self.assertNotIn("log:", r.stdout)
+
+
+class Cli(unittest.TestCase):
+    def test_plugins_listing_and_details(self):
+        r = run(["plugins"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in ["image2d", "image", "sds", "constant"]:
+            self.assertIn(f"  {name} ", r.stdout)
+        r = run(["plugins", "image"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("bandwidth", r.stdout)
+        self.assertIn("0.05", r.stdout)
+        r = run(["plugins", "imag2d"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("did you mean 'image2d'", r.stderr)
+
+    def test_spec_reference_is_generated(self):
+        r = run(["plugins", "--markdown"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(SRC, "docs", "spec-reference.md")) as f:
+            self.assertEqual(f.read(), r.stdout,
+                             "docs/spec-reference.md is stale: regenerate it with "
+                             "`build/steinlab plugins --markdown > docs/spec-reference.md`")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
