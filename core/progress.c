@@ -18,6 +18,10 @@ void sl_format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "--:--");
         return;
     }
+    if (seconds < 60) {
+        snprintf(buf, size, "%.2f s", seconds);
+        return;
+    }
     long s = (long)(seconds + 0.5);
     if (s >= 3600)
         snprintf(buf, size, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);

@@ -32,7 +32,7 @@ void sl_progress_update(sl_progress *p, int64_t done, double loss);
 /* Clears the bar line (before printing anything else). */
 void sl_progress_finish(sl_progress *p);
 
-/* "1:02:03" / "2:03" into buf. */
+/* "12.34 s" under a minute, else "2:03" or "1:02:03", into buf. */
 void sl_format_duration(double seconds, char *buf, size_t size);
 
 #endif

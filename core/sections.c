@@ -9,8 +9,6 @@ static const sl_param_def root_defs[] = {
       "Seed of every random number of the run (Philox key)" },
     { "steps", SL_PARAM_INT, 0, "1000", 1, 100000000, NULL, 0, 0,
       "Number of optimisation steps" },
-    { "threads", SL_PARAM_INT, 0, "0", 0, 1024, NULL, 0, 0,
-      "OpenMP threads (0: OpenMP's default); results do not depend on it" },
     { "plugin_paths", SL_PARAM_STRING_LIST, 0, "[]", -INFINITY, INFINITY, NULL, 0, 0,
       "Plugin files or directories searched first (relative to the spec's directory)" },
 };

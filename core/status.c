@@ -25,9 +25,19 @@ void sl_error_prefix(sl_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char joined[SL_ERR_MSG_MAX];
-    snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
-    memcpy(err->msg, joined, sizeof joined);
+    /* "prefix: message", cut at the message size like any message. */
+    size_t cap = sizeof err->msg - 1;
+    size_t pl = strlen(prefix);
+    if (pl > cap - 2)
+        pl = cap - 2;
+    size_t ml = strlen(err->msg);
+    if (ml > cap - pl - 2)
+        ml = cap - pl - 2;
+    memmove(err->msg + pl + 2, err->msg, ml);
+    err->msg[pl + 2 + ml] = 0;
+    memcpy(err->msg, prefix, pl);
+    err->msg[pl] = ':';
+    err->msg[pl + 1] = ' ';
 }
 
 const char *sl_status_name(sl_status code)

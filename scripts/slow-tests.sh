@@ -1,0 +1,15 @@
+#!/bin/bash
+# The slow tier: the whole fast suite again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/). Later tiers (fuzzing, Slurm, the notebook,
+# valgrind) join here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f build-asan/build.ninja ]; then
+    meson setup build-asan -Dsanitizers=true -Dbuildtype=debugoptimized -Dcuda=disabled >/dev/null
+fi
+ninja -C build-asan >/dev/null
+# Leaks inside system libraries (OpenMP's thread pool, HDF5's global state) are not ours.
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+meson test -C build-asan --suite fast --print-errorlogs --num-processes 2
