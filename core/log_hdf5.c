@@ -1,0 +1,1140 @@
+/* core/log_hdf5.c — the run's HDF5 log (contract and layout: log.h).
+ *
+ * Two phases, because HDF5 1.10's SWMR forbids creating objects or attributes once
+ * H5Fstart_swmr_write has run: everything (attributes, tables, columns, render datasets)
+ * is defined first, then only rows and render entries are appended.
+ *
+ * Table rows are buffered in memory and written column by column on sl_log_flush:
+ * extend the dataset, write the new rows as one hyperslab, H5Dflush it (the SWMR writer's
+ * way of making the new extent and chunks visible to readers), then H5Fflush. A flush that
+ * fails keeps its rows buffered; retrying writes them again at the same offsets, so a
+ * partial failure never leaves columns shifted against each other.
+ *
+ * HDF5 prints its error stack to stderr by default. Every public entry point silences that
+ * for the duration of the call (restoring the caller's handler afterwards) and turns the
+ * innermost HDF5 error into the one-line sl_error message instead. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hdf5.h>
+
+#include "log.h"
+
+enum {
+    TABLE_CHUNK_ROWS = 1024,   /* rows per chunk of a table column */
+    STEP_CHUNK_ROWS = 256,     /* rows per chunk of /renders/step */
+    RENDER_RANK = 5            /* (n, views, H, W, C) */
+};
+
+/* Column buffers hold either type, sized as int64_t. */
+_Static_assert(sizeof(double) == sizeof(int64_t), "F64 and I64 cells share buffer sizes");
+
+/* HDF5 requires a chunk to be smaller than 4 GiB. */
+#define MAX_CHUNK_BYTES ((uint64_t)0xFFFFFFFFu)
+
+typedef struct sl_log_column {
+    char *name;
+    sl_log_dtype dtype;
+    hid_t dset;
+    void *buf;   /* (cap_rows) double or int64_t: committed rows not yet written */
+} sl_log_column;
+
+struct sl_log_table {
+    sl_log *log;
+    char *path;              /* "/steps" */
+    sl_log_column *cols;     /* (ncols) */
+    int ncols, cap_cols;
+    double *cur;             /* (cap_cols) values of the row being filled */
+    unsigned char *cur_set;  /* (cap_cols) 1 where cur was set in this row */
+    int64_t written;         /* rows already in the file */
+    int64_t nbuf, cap_rows;  /* rows buffered in every column's buf */
+    int bad_col;             /* an out-of-range index given to sl_log_table_set, reported
+                                by the next commit (set itself cannot fail) */
+    int has_bad_col;
+};
+
+typedef struct sl_log_render {
+    char *kind;
+    hid_t dset;
+    hsize_t dims[RENDER_RANK];   /* current (n, views, H, W, C) */
+} sl_log_render;
+
+struct sl_log {
+    char *path;
+    hid_t file;
+    int swmr;                    /* 1 once sl_log_start_swmr succeeded: append only */
+    sl_log_table **tables;       /* (ntables) */
+    int ntables, cap_tables;
+    sl_log_render *renders;      /* (nrenders), in creation order */
+    int nrenders, cap_renders;
+    hid_t render_step;           /* /renders/step, or H5I_INVALID_HID before the first kind */
+    int64_t render_steps;        /* rows in /renders/step */
+    int64_t last_render_step;    /* value of the last row of /renders/step */
+};
+
+/* ---- HDF5 error handling ------------------------------------------------------------ */
+
+typedef struct h5_quiet {
+    H5E_auto2_t fn;
+    void *data;
+} h5_quiet;
+
+static h5_quiet quiet_begin(void)
+{
+    h5_quiet q = {NULL, NULL};
+    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
+
+typedef struct h5_detail {
+    char text[400];
+} h5_detail;
+
+static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    h5_detail *d = data;
+    /* Walking upward, n == 0 is where the error was first detected: the most specific
+     * description ("unable to open file: name = ..., errno = 2, ..."). */
+    if (n == 0 && e->desc) {
+        snprintf(d->text, sizeof d->text, "%s", e->desc);
+        /* Some descriptions embed ctime() output; messages stay on one line. */
+        for (char *c = d->text; *c; c++)
+            if (*c == '\n' || *c == '\r')
+                *c = ' ';
+    }
+    return 0;
+}
+
+/* The failed HDF5 function, the object it worked on, and HDF5's own reason. */
+static sl_status h5_fail(sl_error *err, sl_status code, const sl_log *log, const char *fn,
+                         const char *obj)
+{
+    h5_detail d;
+    d.text[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_walk, &d);
+    return sl_error_set(err, code, "log '%s': %s failed on '%s'%s%s",
+                        log && log->path ? log->path : "?", fn, obj, d.text[0] ? ": " : "",
+                        d.text);
+}
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* An object path is "/" or "/a/b" without empty components or a trailing slash. */
+static int valid_obj_path(const char *p)
+{
+    if (!p || p[0] != '/')
+        return 0;
+    if (p[1] == '\0')
+        return 1;
+    for (const char *c = p; *c; c++)
+        if (c[0] == '/' && (c[1] == '/' || c[1] == '\0'))
+            return 0;
+    return 1;
+}
+
+/* A link name: non-empty, no '/', not "." (HDF5 reserves it for "this group"). */
+static int valid_name(const char *n)
+{
+    return n && n[0] && !strchr(n, '/') && strcmp(n, ".") != 0;
+}
+
+static char *join_path(const char *group, const char *name)
+{
+    size_t g = strlen(group), n = strlen(name);
+    int root = (g == 1 && group[0] == '/');
+    char *p = malloc(g + n + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, group, g);
+    size_t at = g;
+    if (!root)
+        p[at++] = '/';
+    memcpy(p + at, name, n + 1);
+    return p;
+}
+
+static sl_status swmr_refusal(const sl_log *log, sl_error *err, const char *what)
+{
+    return sl_error_set(err, SL_ERR_INVALID_ARG,
+                        "log '%s': cannot %s after sl_log_start_swmr: HDF5 1.10's SWMR mode "
+                        "forbids creating groups, datasets or attributes once it starts, so "
+                        "define every attribute, table, column and render kind before it",
+                        log->path, what);
+}
+
+/* Creates every missing group along `path` ("/a/b/c" creates /a, /a/b, /a/b/c as needed).
+ * Existing objects are left alone (the last one may be a dataset). */
+static sl_status ensure_groups(sl_log *log, const char *path, sl_error *err)
+{
+    if (strcmp(path, "/") == 0)
+        return SL_OK;
+    char *p = dup_str(path);
+    if (!p)
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    sl_status st = SL_OK;
+    /* Creation order is tracked so that inspect lists columns and parameters in the order
+     * they were declared rather than alphabetically. */
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (gcpl < 0 ||
+        H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0 ||
+        H5Pset_attr_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_link_creation_order", path);
+        goto cleanup;
+    }
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        htri_t ex = H5Lexists(log->file, p, H5P_DEFAULT);
+        if (ex < 0) {
+            st = h5_fail(err, SL_ERR_IO, log, "H5Lexists", p);
+            goto cleanup;
+        }
+        if (ex == 0) {
+            hid_t g = H5Gcreate2(log->file, p, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+            if (g < 0) {
+                st = h5_fail(err, SL_ERR_IO, log, "H5Gcreate2", p);
+                goto cleanup;
+            }
+            H5Gclose(g);
+        }
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+cleanup:
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
+    free(p);
+    return st;
+}
+
+/* A variable-length UTF-8 string type: h5py reads it back as str (fixed-length strings
+ * come back as bytes). */
+static hid_t vlen_utf8_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return t;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* Writes a scalar attribute on `obj` (an open object), replacing one of the same name. */
+static sl_status write_attr_on(sl_log *log, hid_t obj, const char *obj_path, const char *name,
+                               hid_t type, const void *value, sl_error *err)
+{
+    sl_status st = SL_OK;
+    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Aexists", obj_path);
+        goto cleanup;
+    }
+    if (ex > 0 && H5Adelete(obj, name) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Adelete", obj_path);
+        goto cleanup;
+    }
+    space = H5Screate(H5S_SCALAR);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate", obj_path);
+        goto cleanup;
+    }
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Acreate2", obj_path);
+        goto cleanup;
+    }
+    if (H5Awrite(attr, type, value) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Awrite", obj_path);
+        goto cleanup;
+    }
+cleanup:
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    return st;
+}
+
+static sl_status write_attr(sl_log *log, const char *obj_path, const char *name, hid_t type,
+                            const void *value, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_attr: log is NULL");
+    if (!valid_obj_path(obj_path))
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': invalid object path '%s' (want \"/\" or \"/a/b\")",
+                            log->path, obj_path ? obj_path : "(null)");
+    if (!name || !name[0])
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': empty attribute name on '%s'",
+                            log->path, obj_path);
+    if (log->swmr) {
+        char what[300];
+        snprintf(what, sizeof what, "set attribute '%s' on '%s'", name, obj_path);
+        return swmr_refusal(log, err, what);
+    }
+    sl_status st = ensure_groups(log, obj_path, err);
+    if (st != SL_OK)
+        return st;
+    hid_t obj = H5Oopen(log->file, obj_path, H5P_DEFAULT);
+    if (obj < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Oopen", obj_path);
+    st = write_attr_on(log, obj, obj_path, name, type, value, err);
+    H5Oclose(obj);
+    return st;
+}
+
+/* ---- create / attributes --------------------------------------------------------------- */
+
+static void log_free(sl_log *log);
+
+static sl_status log_create(const char *path, sl_log **out, sl_error *err)
+{
+    if (!out)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_create: out is NULL");
+    *out = NULL;
+    if (!path || !path[0])
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_create: empty path");
+    sl_status st = SL_OK;
+    hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
+    sl_log *log = calloc(1, sizeof *log);
+    if (!log || !(log->path = dup_str(path))) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "sl_log_create: out of memory");
+        goto cleanup;
+    }
+    log->file = H5I_INVALID_HID;
+    log->render_step = H5I_INVALID_HID;
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pcreate", "file access properties");
+        goto cleanup;
+    }
+    /* SWMR needs the 1.10 file format (superblock v3, extensible-array chunk indexes). */
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_libver_bounds", "file access properties");
+        goto cleanup;
+    }
+    /* The root group tracks creation order like every other group (see ensure_groups). */
+    fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl < 0 ||
+        H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0 ||
+        H5Pset_attr_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_link_creation_order", "file creation properties");
+        goto cleanup;
+    }
+    log->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    if (log->file < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Fcreate", path);
+        goto cleanup;
+    }
+    *out = log;
+    log = NULL;
+cleanup:
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    log_free(log);
+    return st;
+}
+
+sl_status sl_log_create(const char *path, sl_log **out, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = log_create(path, out, err);
+    quiet_end(q);
+    return st;
+}
+
+sl_status sl_log_attr_string(sl_log *log, const char *obj_path, const char *name,
+                             const char *value, sl_error *err)
+{
+    if (!value)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_attr_string: value of '%s' is NULL",
+                            name ? name : "(null)");
+    h5_quiet q = quiet_begin();
+    sl_status st;
+    hid_t t = vlen_utf8_type();
+    if (t < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", "string type");
+    } else {
+        st = write_attr(log, obj_path, name, t, &value, err);
+        H5Tclose(t);
+    }
+    quiet_end(q);
+    return st;
+}
+
+sl_status sl_log_attr_int(sl_log *log, const char *obj_path, const char *name, int64_t value,
+                          sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = write_attr(log, obj_path, name, H5T_NATIVE_INT64, &value, err);
+    quiet_end(q);
+    return st;
+}
+
+sl_status sl_log_attr_double(sl_log *log, const char *obj_path, const char *name,
+                             double value, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = write_attr(log, obj_path, name, H5T_NATIVE_DOUBLE, &value, err);
+    quiet_end(q);
+    return st;
+}
+
+/* ---- tables ---------------------------------------------------------------------------- */
+
+static void table_free(sl_log_table *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->ncols; i++) {
+        if (t->cols[i].dset >= 0)
+            H5Dclose(t->cols[i].dset);
+        free(t->cols[i].name);
+        free(t->cols[i].buf);
+    }
+    free(t->cols);
+    free(t->cur);
+    free(t->cur_set);
+    free(t->path);
+    free(t);
+}
+
+static sl_status table_create(sl_log *log, const char *group_path, sl_log_table **out,
+                              sl_error *err)
+{
+    if (!out)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_create: out is NULL");
+    *out = NULL;
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_create: log is NULL");
+    if (!valid_obj_path(group_path) || strcmp(group_path, "/") == 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': invalid table path '%s' (want a group such as \"/steps\")",
+                            log->path, group_path ? group_path : "(null)");
+    if (log->swmr) {
+        char what[300];
+        snprintf(what, sizeof what, "create table '%s'", group_path);
+        return swmr_refusal(log, err, what);
+    }
+    for (int i = 0; i < log->ntables; i++)
+        if (strcmp(log->tables[i]->path, group_path) == 0)
+            return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': table '%s' already exists",
+                                log->path, group_path);
+    if (log->ntables == log->cap_tables) {
+        int cap = log->cap_tables ? 2 * log->cap_tables : 8;
+        sl_log_table **nt = realloc(log->tables, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        log->tables = nt;
+        log->cap_tables = cap;
+    }
+    sl_status st = ensure_groups(log, group_path, err);
+    if (st != SL_OK)
+        return st;
+    sl_log_table *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = dup_str(group_path))) {
+        free(t);
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    }
+    t->log = log;
+    log->tables[log->ntables++] = t;
+    *out = t;
+    return SL_OK;
+}
+
+sl_status sl_log_table_create(sl_log *log, const char *group_path, sl_log_table **out,
+                              sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = table_create(log, group_path, out, err);
+    quiet_end(q);
+    return st;
+}
+
+/* Makes room for one more column in every per-column array. */
+static int table_grow_cols(sl_log_table *t)
+{
+    if (t->ncols < t->cap_cols)
+        return 0;
+    int cap = t->cap_cols ? 2 * t->cap_cols : 8;
+    sl_log_column *c = realloc(t->cols, (size_t)cap * sizeof *c);
+    if (!c)
+        return -1;
+    t->cols = c;
+    double *cur = realloc(t->cur, (size_t)cap * sizeof *cur);
+    if (!cur)
+        return -1;
+    t->cur = cur;
+    unsigned char *set = realloc(t->cur_set, (size_t)cap);
+    if (!set)
+        return -1;
+    t->cur_set = set;
+    t->cap_cols = cap;
+    return 0;
+}
+
+static sl_status table_column(sl_log_table *t, const char *name, const char *doc,
+                              sl_log_dtype dtype, int *col, sl_error *err)
+{
+    if (!t)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_column: table is NULL");
+    sl_log *log = t->log;
+    if (!valid_name(name))
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': invalid column name '%s' in '%s' (non-empty, no '/')",
+                            log->path, name ? name : "(null)", t->path);
+    if (dtype != SL_LOG_F64 && dtype != SL_LOG_I64)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': column '%s/%s': unknown dtype %d",
+                            log->path, t->path, name, (int)dtype);
+    if (log->swmr) {
+        char what[300];
+        snprintf(what, sizeof what, "add column '%s' to table '%s'", name, t->path);
+        return swmr_refusal(log, err, what);
+    }
+    if (sl_log_table_find(t, name) >= 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': table '%s' already has a column '%s'",
+                            log->path, t->path, name);
+    if (table_grow_cols(t) < 0)
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+
+    sl_status st = SL_OK;
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t doc_type = H5I_INVALID_HID;
+    void *buf = NULL;
+    char *full = join_path(t->path, name);
+    char *name_copy = dup_str(name);
+    if (!full || !name_copy) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    size_t elem = dtype == SL_LOG_F64 ? sizeof(double) : sizeof(int64_t);
+    if (t->cap_rows > 0 && !(buf = malloc((size_t)t->cap_rows * elem))) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    /* A column added after rows were committed reads as unset for those rows: the fill
+     * value covers the rows already written, the buffer the rows still pending. */
+    double fill_f = NAN;
+    int64_t fill_i = INT64_MIN;
+    for (int64_t r = 0; r < t->nbuf; r++) {
+        if (dtype == SL_LOG_F64)
+            ((double *)buf)[r] = fill_f;
+        else
+            ((int64_t *)buf)[r] = fill_i;
+    }
+    hid_t file_type = dtype == SL_LOG_F64 ? H5T_IEEE_F64LE : H5T_STD_I64LE;
+    hid_t mem_type = dtype == SL_LOG_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk = TABLE_CHUNK_ROWS;
+    if (dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+        H5Pset_fill_value(dcpl, mem_type, dtype == SL_LOG_F64 ? (void *)&fill_f : (void *)&fill_i) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", full);
+        goto cleanup;
+    }
+    hsize_t dims = (hsize_t)t->written, maxdims = H5S_UNLIMITED;
+    space = H5Screate_simple(1, &dims, &maxdims);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", full);
+        goto cleanup;
+    }
+    dset = H5Dcreate2(log->file, full, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", full);
+        goto cleanup;
+    }
+    doc_type = vlen_utf8_type();
+    if (doc_type < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", full);
+        goto cleanup;
+    }
+    const char *doc_text = doc ? doc : "";
+    st = write_attr_on(log, dset, full, "doc", doc_type, &doc_text, err);
+    if (st != SL_OK)
+        goto cleanup;
+
+    int idx = t->ncols++;
+    t->cols[idx] = (sl_log_column){.name = name_copy, .dtype = dtype, .dset = dset, .buf = buf};
+    t->cur_set[idx] = 0;
+    t->cur[idx] = NAN;
+    name_copy = NULL;
+    buf = NULL;
+    dset = H5I_INVALID_HID;
+    if (col)
+        *col = idx;
+cleanup:
+    if (dset >= 0) {
+        /* Leave no half-made column behind: the name can be defined again. */
+        H5Dclose(dset);
+        H5Ldelete(log->file, full, H5P_DEFAULT);
+    }
+    if (doc_type >= 0)
+        H5Tclose(doc_type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    free(buf);
+    free(name_copy);
+    free(full);
+    return st;
+}
+
+sl_status sl_log_table_column(sl_log_table *t, const char *name, const char *doc,
+                              sl_log_dtype dtype, int *col, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = table_column(t, name, doc, dtype, col, err);
+    quiet_end(q);
+    return st;
+}
+
+int sl_log_table_find(const sl_log_table *t, const char *name)
+{
+    if (!t || !name)
+        return -1;
+    for (int i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+void sl_log_table_set(sl_log_table *t, int col, double value)
+{
+    if (!t)
+        return;
+    if (col < 0 || col >= t->ncols) {
+        if (!t->has_bad_col) {
+            t->has_bad_col = 1;
+            t->bad_col = col;
+        }
+        return;
+    }
+    t->cur[col] = value;
+    t->cur_set[col] = 1;
+}
+
+/* I64 cells take the value rounded; NaN means unset and out-of-range values saturate
+ * (never onto INT64_MIN, which marks unset). */
+static int64_t to_i64(double v)
+{
+    if (isnan(v))
+        return INT64_MIN;
+    if (v >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775807.0)
+        return INT64_MIN + 1;
+    return (int64_t)llround(v);
+}
+
+sl_status sl_log_table_commit_row(sl_log_table *t, sl_error *err)
+{
+    if (!t)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_commit_row: table is NULL");
+    if (t->has_bad_col) {
+        sl_status st = sl_error_set(err, SL_ERR_INVALID_ARG,
+                                    "log '%s': sl_log_table_set on '%s' got column index %d, "
+                                    "the table has %d columns (row dropped)",
+                                    t->log->path, t->path, t->bad_col, t->ncols);
+        t->has_bad_col = 0;
+        memset(t->cur_set, 0, (size_t)t->ncols);
+        return st;
+    }
+    if (t->nbuf == t->cap_rows) {
+        int64_t cap = t->cap_rows ? 2 * t->cap_rows : 256;
+        for (int i = 0; i < t->ncols; i++) {
+            /* Growing some columns but not all is harmless: cap_rows only moves when every
+             * buffer holds the new capacity. */
+            void *nb = realloc(t->cols[i].buf, (size_t)cap * sizeof(int64_t));
+            if (!nb)
+                return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory buffering '%s'",
+                                    t->log->path, t->path);
+            t->cols[i].buf = nb;
+        }
+        t->cap_rows = cap;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        sl_log_column *c = &t->cols[i];
+        if (c->dtype == SL_LOG_F64)
+            ((double *)c->buf)[t->nbuf] = t->cur_set[i] ? t->cur[i] : NAN;
+        else
+            ((int64_t *)c->buf)[t->nbuf] = t->cur_set[i] ? to_i64(t->cur[i]) : INT64_MIN;
+        t->cur_set[i] = 0;
+    }
+    t->nbuf++;
+    return SL_OK;
+}
+
+int64_t sl_log_table_rows(const sl_log_table *t) { return t ? t->written + t->nbuf : 0; }
+
+/* Writes the buffered rows of one table (see the file comment for the order). */
+static sl_status table_flush(sl_log_table *t, sl_error *err)
+{
+    sl_log *log = t->log;
+    if (t->nbuf == 0)
+        return SL_OK;
+    sl_status st = SL_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t start = (hsize_t)t->written, count = (hsize_t)t->nbuf, size = start + count;
+    char obj[512];
+    mspace = H5Screate_simple(1, &count, NULL);
+    if (mspace < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", t->path);
+        goto cleanup;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        sl_log_column *c = &t->cols[i];
+        snprintf(obj, sizeof obj, "%s/%s", t->path, c->name);
+        if (H5Dset_extent(c->dset, &size) < 0) {
+            st = h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", obj);
+            goto cleanup;
+        }
+        fspace = H5Dget_space(c->dset);
+        if (fspace < 0 ||
+            H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0) {
+            st = h5_fail(err, SL_ERR_IO, log, "H5Sselect_hyperslab", obj);
+            goto cleanup;
+        }
+        hid_t mem_type = c->dtype == SL_LOG_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+        if (H5Dwrite(c->dset, mem_type, mspace, fspace, H5P_DEFAULT, c->buf) < 0) {
+            st = h5_fail(err, SL_ERR_IO, log, "H5Dwrite", obj);
+            goto cleanup;
+        }
+        H5Sclose(fspace);
+        fspace = H5I_INVALID_HID;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        if (H5Dflush(t->cols[i].dset) < 0) {
+            snprintf(obj, sizeof obj, "%s/%s", t->path, t->cols[i].name);
+            st = h5_fail(err, SL_ERR_IO, log, "H5Dflush", obj);
+            goto cleanup;
+        }
+    }
+    t->written += t->nbuf;
+    t->nbuf = 0;
+cleanup:
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    if (mspace >= 0)
+        H5Sclose(mspace);
+    return st;
+}
+
+/* ---- renders --------------------------------------------------------------------------- */
+
+static sl_log_render *find_render(sl_log *log, const char *kind, int *index)
+{
+    for (int i = 0; i < log->nrenders; i++)
+        if (strcmp(log->renders[i].kind, kind) == 0) {
+            if (index)
+                *index = i;
+            return &log->renders[i];
+        }
+    return NULL;
+}
+
+/* /renders/step: int64 (n), extendable, created with the first kind. */
+static sl_status create_render_step(sl_log *log, sl_error *err)
+{
+    sl_status st = SL_OK;
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, doc_type = H5I_INVALID_HID;
+    hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = STEP_CHUNK_ROWS;
+    int64_t fill = INT64_MIN;
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+        H5Pset_fill_value(dcpl, H5T_NATIVE_INT64, &fill) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", "/renders/step");
+        goto cleanup;
+    }
+    space = H5Screate_simple(1, &dims, &maxdims);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", "/renders/step");
+        goto cleanup;
+    }
+    log->render_step = H5Dcreate2(log->file, "/renders/step", H5T_STD_I64LE, space, H5P_DEFAULT,
+                                  dcpl, H5P_DEFAULT);
+    if (log->render_step < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", "/renders/step");
+        goto cleanup;
+    }
+    doc_type = vlen_utf8_type();
+    const char *doc = "training step of each render entry (row i of every /renders/<kind>)";
+    if (doc_type < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", "/renders/step");
+        goto cleanup;
+    }
+    st = write_attr_on(log, log->render_step, "/renders/step", "doc", doc_type, &doc, err);
+cleanup:
+    if (st != SL_OK && log->render_step >= 0) {
+        H5Dclose(log->render_step);
+        H5Ldelete(log->file, "/renders/step", H5P_DEFAULT);
+        log->render_step = H5I_INVALID_HID;
+    }
+    if (doc_type >= 0)
+        H5Tclose(doc_type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return st;
+}
+
+static sl_status renders_create(sl_log *log, const char *kind, int views, int height,
+                                int width, int channels, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_renders_create: log is NULL");
+    if (!valid_name(kind) || strcmp(kind, "step") == 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': invalid render kind '%s' (non-empty, no '/', not \"step\")",
+                            log->path, kind ? kind : "(null)");
+    if (views <= 0 || height <= 0 || width <= 0 || channels <= 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': render kind '%s' has shape (%d views, %dx%d, %d channels); "
+                            "every size must be positive",
+                            log->path, kind, views, height, width, channels);
+    uint64_t entry = (uint64_t)views * (uint64_t)height * (uint64_t)width * (uint64_t)channels;
+    if (entry > MAX_CHUNK_BYTES)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': one '%s' render entry is %llu bytes; HDF5 chunks must "
+                            "stay under 4 GiB",
+                            log->path, kind, (unsigned long long)entry);
+    if (log->swmr) {
+        char what[300];
+        snprintf(what, sizeof what, "create render kind '%s'", kind);
+        return swmr_refusal(log, err, what);
+    }
+    if (find_render(log, kind, NULL))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': render kind '%s' already exists",
+                            log->path, kind);
+    if (log->render_steps > 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': render kind '%s' created after renders were appended; "
+                            "create every kind before the first append",
+                            log->path, kind);
+    if (log->nrenders == log->cap_renders) {
+        int cap = log->cap_renders ? 2 * log->cap_renders : 4;
+        sl_log_render *nr = realloc(log->renders, (size_t)cap * sizeof *nr);
+        if (!nr)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        log->renders = nr;
+        log->cap_renders = cap;
+    }
+    sl_status st = ensure_groups(log, "/renders", err);
+    if (st != SL_OK)
+        return st;
+    if (log->render_step < 0 && (st = create_render_step(log, err)) != SL_OK)
+        return st;
+
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t doc_type = H5I_INVALID_HID;
+    char *full = join_path("/renders", kind);
+    char *kind_copy = dup_str(kind);
+    if (!full || !kind_copy) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    hsize_t dims[RENDER_RANK] = {0, (hsize_t)views, (hsize_t)height, (hsize_t)width,
+                                 (hsize_t)channels};
+    hsize_t maxdims[RENDER_RANK] = {H5S_UNLIMITED, dims[1], dims[2], dims[3], dims[4]};
+    hsize_t chunk[RENDER_RANK] = {1, dims[1], dims[2], dims[3], dims[4]};
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, RENDER_RANK, chunk) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", full);
+        goto cleanup;
+    }
+    space = H5Screate_simple(RENDER_RANK, dims, maxdims);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", full);
+        goto cleanup;
+    }
+    dset = H5Dcreate2(log->file, full, H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", full);
+        goto cleanup;
+    }
+    /* Every dataset of the log carries a "doc" attribute (docs/log-format.md). */
+    doc_type = vlen_utf8_type();
+    if (doc_type < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", full);
+        goto cleanup;
+    }
+    const char *doc = "uint8 renders (n, views, H, W, C); row i was rendered at /renders/step[i]";
+    if ((st = write_attr_on(log, dset, full, "doc", doc_type, &doc, err)) != SL_OK)
+        goto cleanup;
+    sl_log_render *r = &log->renders[log->nrenders++];
+    r->kind = kind_copy;
+    r->dset = dset;
+    memcpy(r->dims, dims, sizeof dims);
+    kind_copy = NULL;
+    dset = H5I_INVALID_HID;
+cleanup:
+    if (dset >= 0) {
+        H5Dclose(dset);
+        H5Ldelete(log->file, full, H5P_DEFAULT);
+    }
+    if (doc_type >= 0)
+        H5Tclose(doc_type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    free(kind_copy);
+    free(full);
+    return st;
+}
+
+sl_status sl_log_renders_create(sl_log *log, const char *kind, int views, int height,
+                                int width, int channels, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = renders_create(log, kind, views, height, width, channels, err);
+    quiet_end(q);
+    return st;
+}
+
+/* Extends a dataset by one entry along its first axis and writes `data` there. */
+static sl_status append_entry(sl_log *log, hid_t dset, const char *obj, int rank,
+                              const hsize_t *dims, hid_t mem_type, const void *data,
+                              sl_error *err)
+{
+    sl_status st = SL_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t size[RENDER_RANK], start[RENDER_RANK] = {0}, count[RENDER_RANK];
+    for (int d = 0; d < rank; d++) {
+        size[d] = dims[d];
+        count[d] = dims[d];
+    }
+    start[0] = dims[0];
+    size[0] = dims[0] + 1;
+    count[0] = 1;
+    if (H5Dset_extent(dset, size) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", obj);
+        goto cleanup;
+    }
+    fspace = H5Dget_space(dset);
+    if (fspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Sselect_hyperslab", obj);
+        goto cleanup;
+    }
+    mspace = H5Screate_simple(rank, count, NULL);
+    if (mspace < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", obj);
+        goto cleanup;
+    }
+    if (H5Dwrite(dset, mem_type, mspace, fspace, H5P_DEFAULT, data) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dwrite", obj);
+        goto cleanup;
+    }
+    if (H5Dflush(dset) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dflush", obj);
+        goto cleanup;
+    }
+cleanup:
+    if (mspace >= 0)
+        H5Sclose(mspace);
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    return st;
+}
+
+static sl_status renders_append(sl_log *log, const char *kind, int64_t step,
+                                const uint8_t *data, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_renders_append: log is NULL");
+    if (!kind || !data)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': sl_log_renders_append: %s is NULL",
+                            log->path, !kind ? "kind" : "data");
+    int k = -1;
+    sl_log_render *r = find_render(log, kind, &k);
+    if (!r)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': no render kind '%s' (create it with sl_log_renders_create "
+                            "before sl_log_start_swmr)",
+                            log->path, kind);
+    /* Row i of every kind belongs to row i of /renders/step: the first kind opens a render
+     * step, the others fill it in creation order. */
+    int64_t n = (int64_t)r->dims[0];
+    if (k == 0) {
+        for (int i = 1; i < log->nrenders; i++)
+            if ((int64_t)log->renders[i].dims[0] != log->render_steps)
+                return sl_error_set(err, SL_ERR_INVALID_ARG,
+                                    "log '%s': render kind '%s' was not appended for step %lld "
+                                    "(every kind is appended once per render step, in creation "
+                                    "order)",
+                                    log->path, log->renders[i].kind,
+                                    (long long)log->last_render_step);
+    } else if (n != log->render_steps - 1) {
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': render kind '%s' appended for step %lld with no open "
+                            "render step: append '%s' (the first kind) first, then the others "
+                            "in creation order",
+                            log->path, kind, (long long)step, log->renders[0].kind);
+    } else if (step != log->last_render_step) {
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': render kind '%s' appended for step %lld, but the open "
+                            "render step (from '%s') is %lld",
+                            log->path, kind, (long long)step, log->renders[0].kind,
+                            (long long)log->last_render_step);
+    }
+    char obj[300];
+    snprintf(obj, sizeof obj, "/renders/%s", kind);
+    /* The image goes first, its step after: a reader never sees a step without its entry. */
+    sl_status st = append_entry(log, r->dset, obj, RENDER_RANK, r->dims, H5T_NATIVE_UINT8, data, err);
+    if (st != SL_OK)
+        return st;
+    r->dims[0]++;
+    if (k == 0) {
+        hsize_t sdims = (hsize_t)log->render_steps;
+        st = append_entry(log, log->render_step, "/renders/step", 1, &sdims, H5T_NATIVE_INT64,
+                          &step, err);
+        if (st != SL_OK) {
+            /* Keep the count in memory consistent with the step column; the next append of
+             * this kind overwrites the orphan entry. */
+            r->dims[0]--;
+            return st;
+        }
+        log->render_steps++;
+        log->last_render_step = step;
+    }
+    if (H5Fflush(log->file, H5F_SCOPE_GLOBAL) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Fflush", "/");
+    return SL_OK;
+}
+
+sl_status sl_log_renders_append(sl_log *log, const char *kind, int64_t step,
+                                const uint8_t *data, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = renders_append(log, kind, step, data, err);
+    quiet_end(q);
+    return st;
+}
+
+/* ---- phases, flush, close -------------------------------------------------------------- */
+
+static sl_status log_flush(sl_log *log, sl_error *err)
+{
+    for (int i = 0; i < log->ntables; i++) {
+        sl_status st = table_flush(log->tables[i], err);
+        if (st != SL_OK)
+            return st;
+    }
+    if (H5Fflush(log->file, H5F_SCOPE_GLOBAL) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Fflush", "/");
+    return SL_OK;
+}
+
+sl_status sl_log_flush(sl_log *log, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_flush: log is NULL");
+    h5_quiet q = quiet_begin();
+    sl_status st = log_flush(log, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status start_swmr(sl_log *log, sl_error *err)
+{
+    if (log->swmr)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': SWMR mode already started",
+                            log->path);
+    sl_status st = log_flush(log, err);
+    if (st != SL_OK)
+        return st;
+    /* Open groups and datasets survive this call (HDF5 refreshes them); open attributes
+     * would make it fail, and this module never keeps one open. */
+    if (H5Fstart_swmr_write(log->file) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Fstart_swmr_write", log->path);
+    log->swmr = 1;
+    return SL_OK;
+}
+
+sl_status sl_log_start_swmr(sl_log *log, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_start_swmr: log is NULL");
+    h5_quiet q = quiet_begin();
+    sl_status st = start_swmr(log, err);
+    quiet_end(q);
+    return st;
+}
+
+/* Closes every handle and frees the log; reports nothing (used on error paths too). */
+static void log_free(sl_log *log)
+{
+    if (!log)
+        return;
+    for (int i = 0; i < log->ntables; i++)
+        table_free(log->tables[i]);
+    free(log->tables);
+    for (int i = 0; i < log->nrenders; i++) {
+        if (log->renders[i].dset >= 0)
+            H5Dclose(log->renders[i].dset);
+        free(log->renders[i].kind);
+    }
+    free(log->renders);
+    if (log->render_step >= 0)
+        H5Dclose(log->render_step);
+    if (log->file >= 0)
+        H5Fclose(log->file);
+    free(log->path);
+    free(log);
+}
+
+sl_status sl_log_close(sl_log *log, sl_error *err)
+{
+    if (!log)
+        return SL_OK;
+    h5_quiet q = quiet_begin();
+    sl_status st = log_flush(log, err);
+    /* Close the datasets first so that H5Fclose really closes the file (and, in SWMR mode,
+     * clears its "open for writing" mark); its failure is the one that matters then. */
+    for (int i = 0; i < log->ntables; i++) {
+        sl_log_table *t = log->tables[i];
+        for (int c = 0; c < t->ncols; c++) {
+            if (t->cols[c].dset >= 0)
+                H5Dclose(t->cols[c].dset);
+            t->cols[c].dset = H5I_INVALID_HID;
+        }
+    }
+    for (int i = 0; i < log->nrenders; i++) {
+        if (log->renders[i].dset >= 0)
+            H5Dclose(log->renders[i].dset);
+        log->renders[i].dset = H5I_INVALID_HID;
+    }
+    if (log->render_step >= 0)
+        H5Dclose(log->render_step);
+    log->render_step = H5I_INVALID_HID;
+    if (H5Fclose(log->file) < 0 && st == SL_OK)
+        st = h5_fail(err, SL_ERR_IO, log, "H5Fclose", log->path);
+    log->file = H5I_INVALID_HID;
+    log_free(log);
+    quiet_end(q);
+    return st;
+}
