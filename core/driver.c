@@ -785,7 +785,8 @@ static sl_status define_log(run *r, sl_error *err)
     gethostname(host, sizeof host - 32);
     host[sizeof host - 33] = 0;
     size_t hl = strlen(host);
-    snprintf(host + hl, sizeof host - hl, " (%d threads)", omp_get_max_threads());
+    int threads = omp_get_max_threads();
+    snprintf(host + hl, sizeof host - hl, " (%d thread%s)", threads, threads == 1 ? "" : "s");
     char *spec_yaml = resolved_spec_yaml(r);
     if (!spec_yaml)
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
@@ -1132,10 +1133,11 @@ static void print_summary(run *r, int64_t done, double seconds, sl_status outcom
     FILE *out = r->out;
     char dur[32];
     sl_format_duration(seconds, dur, sizeof dur);
-    fprintf(out, "%s: %lld/%lld steps in %s (%.1f it/s, %d threads)",
+    int threads = omp_get_max_threads();
+    fprintf(out, "%s: %lld/%lld steps in %s (%.1f it/s, %d thread%s)",
             sl_params_string(r->root, "name"), (long long)done,
             (long long)sl_params_int(r->root, "steps"), dur, seconds > 0 ? done / seconds : 0.0,
-            omp_get_max_threads());
+            threads, threads == 1 ? "" : "s");
     if (outcome == SL_ERR_INTERRUPTED)
         fprintf(out, ", interrupted");
     else if (outcome != SL_OK)

@@ -79,12 +79,15 @@ class Quickstart(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             logs = []
             for threads in (1, 2):
-                log = os.path.join(tmp, f"t{threads}.h5")
+                # The same relative log path from two working directories, so the specs
+                # (stored in the log) are identical too.
+                cwd = os.path.join(tmp, f"threads{threads}")
+                os.mkdir(cwd)
                 r = run(["run", QUICKSTART, "steps=40", "estimator.noise_samples=2",
                          "cameras.batch_size=2", "log.render_every=10", "log.eval_every=10",
-                         f"log.path={log}", "--threads", str(threads)])
+                         "log.path=run.h5", "--threads", str(threads)], cwd=cwd)
                 self.assertEqual(r.returncode, 0, r.stderr)
-                logs.append(log)
+                logs.append(os.path.join(cwd, "run.h5"))
             with h5py.File(logs[0], "r") as a, h5py.File(logs[1], "r") as b:
                 da, aa = collect(a)
                 db, ab = collect(b)
@@ -102,8 +105,8 @@ class Quickstart(unittest.TestCase):
                 if k.split("@")[-1] in ENVIRONMENT_ATTRS:
                     continue
                 self.assertEqual(aa[k], ab[k], f"attribute {k} differs")
-            self.assertIn("1 threads", aa["/@host"])
-            self.assertIn("2 threads", ab["/@host"])
+            self.assertIn("(1 thread)", aa["/@host"])
+            self.assertIn("(2 threads)", ab["/@host"])
 
 
 class LiveLog(unittest.TestCase):
