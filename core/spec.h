@@ -14,6 +14,7 @@
 
 #include "steinlab/params.h"
 #include "steinlab/status.h"
+#include "steinlab/suggest.h"
 
 typedef enum sl_node_kind { SL_NODE_SCALAR = 1, SL_NODE_SEQ, SL_NODE_MAP } sl_node_kind;
 
@@ -70,9 +71,6 @@ sl_status sl_params_defaults(const sl_param_schema *schema, sl_params **out, sl_
 sl_status sl_spec_error_at(sl_error *err, const sl_node *node, const char *key_path,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* The candidate closest to `word` by edit distance, if close enough to be a plausible
- * typo (distance <= max(2, strlen(word) / 3)), else NULL. */
-const char *sl_nearest_word(const char *word, const char *const *candidates, size_t n);
 
 /* Prints a schema: SL_SCHEMA_TEXT for `steinlab plugins NAME` (aligned columns: name,
  * type, default, range/choices, doc), SL_SCHEMA_MARKDOWN for the spec reference (a table). */

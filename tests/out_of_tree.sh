@@ -14,7 +14,7 @@ test -n "$pc" || { echo "steinlab.pc was not installed"; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR="$tmp/stage"
 
 mkdir "$tmp/plugins"
-cc -std=c11 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden \
+cc -std=c11 -Wall -Wextra -Wno-unused-parameter -Werror -shared -fPIC -fvisibility=hidden \
     $(pkg-config --cflags steinlab) "$src/tests/out_of_tree/sds_normalized.c" \
     -o "$tmp/plugins/sds_normalized.so" $(pkg-config --libs steinlab)
 

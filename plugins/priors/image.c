@@ -93,35 +93,6 @@ static char *image_prior_stem(const char *path)
     return d;
 }
 
-/* Levenshtein distance, for suggesting a label when the prompt matches none. The public
- * headers do not export the core's suggestion helper, and labels are short. */
-static size_t image_prior_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t *row = malloc((lb + 1) * sizeof *row);
-    if (!row)
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    size_t d = row[lb];
-    free(row);
-    return d;
-}
-
 /* The error for a prompt that is no label: lists the labels (each once) and suggests the
  * nearest one when it is a plausible typo. */
 static sl_status image_prior_unknown_prompt(const image_prior_state *s, const char *prompt,
@@ -129,8 +100,6 @@ static sl_status image_prior_unknown_prompt(const image_prior_state *s, const ch
 {
     char list[SL_ERR_MSG_MAX / 2] = "";
     size_t used = 0;
-    const char *nearest = NULL;
-    size_t best = (size_t)-1;
     for (size_t k = 0; k < s->n_images; k++) {
         bool seen = false;
         for (size_t j = 0; j < k && !seen; j++)
@@ -142,14 +111,9 @@ static sl_status image_prior_unknown_prompt(const image_prior_state *s, const ch
                              s->labels[k]);
             used += w > 0 ? (size_t)w : 0;
         }
-        size_t d = image_prior_edit_distance(prompt, s->labels[k]);
-        if (d < best) {
-            best = d;
-            nearest = s->labels[k];
-        }
     }
-    size_t limit = strlen(prompt) / 3 > 2 ? strlen(prompt) / 3 : 2;
-    if (nearest && best <= limit)
+    const char *nearest = sl_nearest_word(prompt, (const char *const *)s->labels, s->n_images);
+    if (nearest)
         return sl_error_set(err, SL_ERR_SPEC,
                             "image: prompt '%s' is not a label of any image (labels: %s); "
                             "did you mean '%s'?", prompt, list, nearest);

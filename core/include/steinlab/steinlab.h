@@ -11,6 +11,7 @@
 #include "steinlab/rng.h"
 #include "steinlab/schedule.h"
 #include "steinlab/status.h"
+#include "steinlab/suggest.h"
 #include "steinlab/version.h"
 
 #endif
