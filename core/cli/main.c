@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "cli.h"
+#if SL_HAVE_CUDA
+#include "cuda_info.h"
+#endif
 #include "sl_build_config.h"
 #include "steinlab/status.h"
 #include "steinlab/version.h"
@@ -48,8 +51,17 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "inspect"))
         return sl_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("steinlab %s (%s)\nlibrary %s\ncuda: %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
-               sl_version(), SL_HAVE_CUDA ? "built" : "not built");
+        printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
+               sl_version());
+#if SL_HAVE_CUDA
+        int runtime = 0;
+        char device[256];
+        int n = sl_cuda_probe(&runtime, device, sizeof device);
+        printf("cuda: built (runtime %d.%d), %d device%s%s%s\n", runtime / 1000,
+               (runtime % 1000) / 10, n, n == 1 ? "" : "s", n ? ": " : "", n ? device : "");
+#else
+        printf("cuda: not built\n");
+#endif
         return 0;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
