@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "steinlab/suggest.h"
 
 /* Edit distance between a and b, or SIZE_MAX when the work row cannot be allocated.
  * One row of the DP table suffices: row[j] holds d(a[:i], b[:j]). */
