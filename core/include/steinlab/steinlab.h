@@ -10,6 +10,7 @@
 #include "steinlab/plugin.h"
 #include "steinlab/rng.h"
 #include "steinlab/schedule.h"
+#include "steinlab/spec_tree.h"
 #include "steinlab/status.h"
 #include "steinlab/suggest.h"
 #include "steinlab/version.h"
