@@ -158,6 +158,29 @@ void sl_camera_orbit(float azimuth_deg, float elevation_deg, float distance,
     cam->distance = distance;
 }
 
+void sl_camera_inside_out(float azimuth_deg, float elevation_deg, const float eye_in[3],
+                          float fovy_deg, int width, int height, sl_camera *cam)
+{
+    double az = normalize_azimuth(azimuth_deg);
+    double el = elevation_deg;
+    el = el > 90.0 ? 90.0 : (el < -90.0 ? -90.0 : el);
+    double ca = cos(az * DEG), sa = sin(az * DEG);
+    double ce = cos(el * DEG), se = sin(el * DEG);
+    if (el == 90.0 || el == -90.0)
+        ce = 0.0;
+    const double eye[3] = {eye_in ? eye_in[0] : 0.0f, eye_in ? eye_in[1] : 0.0f,
+                           eye_in ? eye_in[2] : 0.0f};
+    /* Looking outward along (az, el): the orbit camera's frame turned around, with right
+     * = forward x up so that the horizon stays level (closed form, exact at the poles). */
+    double fwd[3] = {ce * ca, ce * sa, se};
+    double right[3] = {sa, -ca, 0.0}, down[3];
+    cross3(fwd, right, down);
+    set_frame(cam, eye, right, down, fwd, fovy_deg, width, height);
+    cam->azimuth_deg = (float)az;
+    cam->elevation_deg = (float)el;
+    cam->distance = 0.0f;
+}
+
 void sl_camera_ray_dir(const sl_camera *cam, int row, int col, float dir[3])
 {
     double dc[3] = {((double)col + 0.5 - cam->cx) / cam->fx,

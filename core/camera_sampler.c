@@ -1,6 +1,8 @@
 /* core/camera_sampler.c — see camera_sampler.h. */
 #include "camera_sampler.h"
 
+#include <string.h>
+
 #include "steinlab/rng.h"
 
 static void read_range(const sl_params *p, const char *name, float out[2])
@@ -11,6 +13,7 @@ static void read_range(const sl_params *p, const char *name, float out[2])
 
 void sl_camera_sampler_init(sl_camera_sampler *s, const sl_params *p, int default_resolution)
 {
+    s->inside_out = !strcmp(sl_params_string(p, "mode"), "inside_out");
     s->batch = (int)sl_params_int(p, "batch_size");
     s->resolution = sl_params_has(p, "resolution") ? (int)sl_params_int(p, "resolution")
                                                    : default_resolution;
@@ -32,6 +35,16 @@ void sl_camera_sampler_init(sl_camera_sampler *s, const sl_params *p, int defaul
 
 static float lerp(const float r[2], double u) { return (float)(r[0] + (r[1] - r[0]) * u); }
 
+static void place(const sl_camera_sampler *s, float az, float el, float dist, float fovy,
+                  sl_camera *cam)
+{
+    if (s->inside_out)
+        sl_camera_inside_out(az, el, s->target, fovy, s->resolution, s->resolution, cam);
+    else
+        sl_camera_orbit(az, el, dist, s->target, fovy, s->resolution, s->resolution, cam);
+    cam->near = s->near;
+}
+
 void sl_camera_sampler_draw(const sl_camera_sampler *s, uint64_t seed, int64_t step,
                             sl_camera *cams)
 {
@@ -42,8 +55,7 @@ void sl_camera_sampler_draw(const sl_camera_sampler *s, uint64_t seed, int64_t s
         float az = lerp(s->azimuth, sl_rng_uniform1(key, base + 1));
         float dist = lerp(s->distance, sl_rng_uniform1(key, base + 2));
         float fovy = lerp(s->fovy, sl_rng_uniform1(key, base + 3));
-        sl_camera_orbit(az, el, dist, s->target, fovy, s->resolution, s->resolution, &cams[b]);
-        cams[b].near = s->near;
+        place(s, az, el, dist, fovy, &cams[b]);
     }
 }
 
@@ -51,8 +63,6 @@ void sl_camera_sampler_eval(const sl_camera_sampler *s, sl_camera *cams)
 {
     for (int k = 0; k < s->eval_views; k++) {
         float az = 360.0f * (float)k / (float)s->eval_views;
-        sl_camera_orbit(az, s->eval_elevation, s->eval_distance, s->target, s->eval_fovy,
-                        s->resolution, s->resolution, &cams[k]);
-        cams[k].near = s->near;
+        place(s, az, s->eval_elevation, s->eval_distance, s->eval_fovy, &cams[k]);
     }
 }

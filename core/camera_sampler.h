@@ -9,6 +9,7 @@
 #include "steinlab/params.h"
 
 typedef struct sl_camera_sampler {
+    int inside_out;         /* 0: orbit cameras around target; 1: eye at target, looking out */
     int batch;              /* cameras per step */
     int resolution;         /* square render size */
     float elevation[2];     /* degrees, [min, max] */

@@ -19,6 +19,9 @@ const char *const sl_root_sections[] = {
 };
 
 static const sl_param_def camera_defs[] = {
+    { "mode", SL_PARAM_CHOICE, 0, "orbit", -INFINITY, INFINITY, "orbit|inside_out", 0, 0,
+      "orbit: eyes around the target looking at it (objects); inside_out: the eye at the "
+      "target looking outward along azimuth/elevation (scenes, rooms)" },
     { "batch_size", SL_PARAM_INT, 0, "1", 1, 256, NULL, 0, 0,
       "Cameras (renders) per step" },
     { "resolution", SL_PARAM_INT, 0, NULL, 1, 4096, NULL, 0, 0,
@@ -28,11 +31,11 @@ static const sl_param_def camera_defs[] = {
     { "azimuth_range", SL_PARAM_FLOAT_LIST, 0, "[-180, 180]", -360, 360, NULL, 2, 2,
       "Azimuth in degrees (0 on +x, counter-clockwise), drawn uniformly" },
     { "distance_range", SL_PARAM_FLOAT_LIST, 0, "[1.5, 2.0]", 0.01, 1e6, NULL, 2, 2,
-      "Distance from the target, drawn uniformly" },
+      "Distance from the target, drawn uniformly (orbit mode)" },
     { "fovy_range", SL_PARAM_FLOAT_LIST, 0, "[40, 70]", 1, 179, NULL, 2, 2,
       "Vertical field of view in degrees, drawn uniformly" },
     { "target", SL_PARAM_FLOAT_LIST, 0, "[0, 0, 0]", -1e6, 1e6, NULL, 3, 3,
-      "Point the cameras look at (world, +z up)" },
+      "Point the cameras look at (orbit) or look from (inside_out); world, +z up" },
     { "near", SL_PARAM_FLOAT, 0, "0.2", 1e-6, 1e6, NULL, 0, 0, "Near plane distance" },
     { "eval_views", SL_PARAM_INT, 0, "4", 1, 64, NULL, 0, 0,
       "Fixed evaluation cameras, evenly spaced in azimuth starting at 0" },

@@ -72,6 +72,36 @@ START_TEST(test_orbit_axes)
 }
 END_TEST
 
+START_TEST(test_inside_out_axes)
+{
+    sl_camera cam;
+    float v[3], pc[3];
+    /* At the origin looking along +x: right is -y, down is -z, level horizon. */
+    sl_camera_inside_out(0, 0, NULL, 60, 64, 48, &cam);
+    assert_vec(cam.eye, 0, 0, 0, 1e-6);
+    axis(&cam, 2, v);
+    assert_vec(v, 1, 0, 0, 1e-6);
+    axis(&cam, 0, v);
+    assert_vec(v, 0, -1, 0, 1e-6);
+    axis(&cam, 1, v);
+    assert_vec(v, 0, 0, -1, 1e-6);
+    assert_rotation(&cam);
+    /* Looking along az 90, el 30 from (1, 2, 0.5): a point straight ahead is on the axis. */
+    const float eye[3] = {1, 2, 0.5f};
+    sl_camera_inside_out(90, 30, eye, 60, 64, 48, &cam);
+    const float ahead[3] = {1, 2 + 4 * (float)cos(M_PI / 6), 0.5f + 2};
+    sl_camera_world_to_cam(&cam, ahead, pc);
+    assert_vec(pc, 0, 0, 4, 1e-5);
+    assert_rotation(&cam);
+    ck_assert(fabsf(cam.azimuth_deg - 90) < 1e-5f && cam.distance == 0.0f);
+    /* Straight up stays a proper rotation. */
+    sl_camera_inside_out(30, 90, NULL, 60, 8, 8, &cam);
+    assert_rotation(&cam);
+    axis(&cam, 2, v);
+    assert_vec(v, 0, 0, 1, 1e-6);
+}
+END_TEST
+
 START_TEST(test_intrinsics)
 {
     sl_camera cam;
@@ -270,6 +300,7 @@ static Suite *camera_suite(void)
     Suite *s = suite_create("camera");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_orbit_axes);
+    tcase_add_test(tc, test_inside_out_axes);
     tcase_add_test(tc, test_intrinsics);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_look_at_axes);

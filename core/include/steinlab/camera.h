@@ -49,6 +49,13 @@ void sl_camera_orbit(float azimuth_deg, float elevation_deg, float distance,
                      const float target[3], float fovy_deg, int width, int height,
                      sl_camera *cam);
 
+/* Inside-out camera (scene level, e.g. inside a room): at `eye` (NULL: origin), looking
+ * outward along azimuth / elevation (same angle conventions as the orbit camera, but the
+ * angles give the viewing direction, not the eye's position); world up +z. The orbit
+ * description fields hold the viewing direction and distance 0. */
+void sl_camera_inside_out(float azimuth_deg, float elevation_deg, const float eye[3],
+                          float fovy_deg, int width, int height, sl_camera *cam);
+
 /* Unit direction in world space of the ray through the centre of pixel (row, col). */
 void sl_camera_ray_dir(const sl_camera *cam, int row, int col, float dir[3]);
 
