@@ -94,15 +94,15 @@ static const member_check baseline_required[] = {
     MEMBER(sl_baseline_vtable, eval),
 };
 
-/* The size of each vtable as first published: required members all lie below it. */
+/* The size of each vtable as first published (ABI 1, before its first release: the
+ * whole current struct); required members all lie below it. */
 static size_t vtable_min_size(sl_plugin_kind kind)
 {
     switch (kind) {
-    case SL_KIND_PRIOR: return offsetof(sl_prior_vtable, extension) + sizeof(void *);
-    case SL_KIND_REPRESENTATION:
-        return offsetof(sl_representation_vtable, step_end) + sizeof(void *);
-    case SL_KIND_ESTIMATOR: return offsetof(sl_estimator_vtable, update) + sizeof(void *);
-    case SL_KIND_BASELINE: return offsetof(sl_baseline_vtable, update) + sizeof(void *);
+    case SL_KIND_PRIOR: return sizeof(sl_prior_vtable);
+    case SL_KIND_REPRESENTATION: return sizeof(sl_representation_vtable);
+    case SL_KIND_ESTIMATOR: return sizeof(sl_estimator_vtable);
+    case SL_KIND_BASELINE: return sizeof(sl_baseline_vtable);
     }
     return 0;
 }

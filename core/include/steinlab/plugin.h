@@ -123,6 +123,12 @@ typedef struct sl_prior_vtable {
     /* (optional) An extension interface by URI (e.g. a depth estimator on x_t); NULL when
      * unknown. The returned pointer lives as long as the state. */
     const void *(*extension)(void *state, const char *uri);
+    /* (optional) Ground-truth geometry for evaluation from `cam`, each (cam->height,
+     * cam->width[, 3]) and overwritten; any output may be NULL (not wanted): z-depth (0 on
+     * the background), world-space unit normals (0 on the background), and the mask (1
+     * where the data has a surface, else 0). NULL or SL_ERR_UNSUPPORTED: no ground truth. */
+    sl_status (*reference_geometry)(void *state, const sl_camera *cam, float *depth,
+                                    float *normal, float *mask, sl_error *err);
 } sl_prior_vtable;
 
 /* A handle on a live prior, handed to other plugins through the host. */

@@ -4,6 +4,7 @@
 
 #include "steinlab/camera.h"
 #include "steinlab/diffusion.h"
+#include "steinlab/geometry.h"
 #include "steinlab/image.h"
 #include "steinlab/optim.h"
 #include "steinlab/params.h"
