@@ -27,6 +27,7 @@
 #include "strbuf.h"
 
 #include "steinlab/image.h"
+#include "steinlab/metrics.h"
 #include "steinlab/plugin.h"
 #include "steinlab/version.h"
 
@@ -80,8 +81,9 @@ struct run {
     sl_log *log;
     sl_log_table *steps_table, *eval_table;
     int col_step, col_loss, col_grad_norm, col_t, col_lr, col_time, col_var_adam, col_var_img;
-    int col_eval_step, col_eval_time, col_eval_psnr;
-    int has_reference;
+    int col_eval_step, col_eval_time, col_eval_psnr, col_eval_ssim, col_eval_depth, col_eval_iou;
+    int has_reference;             /* the prior has ground-truth RGB */
+    int has_geometry;              /* ... and ground-truth depth and mask */
     char log_path[PATH_MAX];
 
     /* Buffers; shapes with B = batch, R = render size, P = prior size, C = prior channels,
@@ -104,6 +106,8 @@ struct run {
     sl_camera *eval_cams;          /* (V,) */
     sl_render eval_render;         /* (V, R, R, ...) */
     float *reference;              /* (V, R, R, 3) ground truth, when the prior has it */
+    float *ref_depth, *ref_mask;   /* (V, R, R) ground-truth z-depth and mask */
+    float *eval_depth, *eval_mask; /* (V, R, R) render depth (sum w z / opacity) and mask */
     uint8_t *render_u8;            /* (V, R, R, 3) */
 
     /* Summary figures. */
@@ -586,6 +590,10 @@ static sl_status alloc_buffers(run *r, sl_error *err)
     r->eval_cams = xalloc((size_t)V, sizeof(sl_camera), &failed);
     alloc_render(&r->eval_render, V, R, r->repr_outputs, &failed);
     r->reference = xalloc((size_t)V * R * R * 3, sizeof(float), &failed);
+    r->ref_depth = xalloc((size_t)V * R * R, sizeof(float), &failed);
+    r->ref_mask = xalloc((size_t)V * R * R, sizeof(float), &failed);
+    r->eval_depth = xalloc((size_t)V * R * R, sizeof(float), &failed);
+    r->eval_mask = xalloc((size_t)V * R * R, sizeof(float), &failed);
     r->render_u8 = xalloc((size_t)V * R * R * 3, 1, &failed);
     if (failed)
         return sl_error_set(err, SL_ERR_NOMEM,
@@ -614,6 +622,23 @@ static sl_status setup_eval(run *r, sl_error *err)
         }
     }
     r->has_reference = 1;
+    /* Geometry metrics need the prior's ground truth and the representation's opacity. */
+    r->has_geometry = 0;
+    if (!pv->reference_geometry || !(r->repr_outputs & SL_RENDER_OPACITY))
+        return SL_OK;
+    size_t px = (size_t)r->cams.resolution * r->cams.resolution;
+    for (int v = 0; v < r->cams.eval_views; v++) {
+        sl_status st = pv->reference_geometry(r->prior.state, &r->eval_cams[v],
+                                              r->ref_depth + v * px, NULL, r->ref_mask + v * px,
+                                              err);
+        if (st == SL_ERR_UNSUPPORTED)
+            return SL_OK;
+        if (st != SL_OK) {
+            sl_error_prefix(err, "prior '%s': reference_geometry", r->prior.label);
+            return st;
+        }
+    }
+    r->has_geometry = 1;
     return SL_OK;
 }
 
@@ -846,12 +871,27 @@ static sl_status define_log(run *r, sl_error *err)
     if (st == SL_OK)
         st = sl_log_table_column(r->eval_table, "time_s", "wall-clock seconds since the run "
                                  "started", SL_LOG_F64, &r->col_eval_time, err);
-    r->col_eval_psnr = -1;
+    r->col_eval_psnr = r->col_eval_ssim = r->col_eval_depth = r->col_eval_iou = -1;
     if (st == SL_OK && r->has_reference)
         st = sl_log_table_column(r->eval_table, "psnr",
                                  "mean over the evaluation views of the PSNR (dB) of the render "
                                  "against the prior's ground truth", SL_LOG_F64,
                                  &r->col_eval_psnr, err);
+    if (st == SL_OK && r->has_reference)
+        st = sl_log_table_column(r->eval_table, "ssim",
+                                 "mean over the evaluation views of the SSIM of the render "
+                                 "against the prior's ground truth (11x11 Gaussian window)",
+                                 SL_LOG_F64, &r->col_eval_ssim, err);
+    if (st == SL_OK && r->has_geometry)
+        st = sl_log_table_column(r->eval_table, "mask_iou",
+                                 "IoU of the render's mask (opacity > 0.5) and the true mask, "
+                                 "pooled over the evaluation views", SL_LOG_F64,
+                                 &r->col_eval_iou, err);
+    if (st == SL_OK && r->has_geometry && (r->repr_outputs & SL_RENDER_DEPTH))
+        st = sl_log_table_column(r->eval_table, "depth_l1",
+                                 "mean |z-depth error| over pixels inside both masks, pooled "
+                                 "over the evaluation views (depth = sum w z / opacity)",
+                                 SL_LOG_F64, &r->col_eval_depth, err);
     if (st == SL_OK)
         st = sl_log_renders_create(r->log, "rgb", r->cams.eval_views, r->cams.resolution,
                                    r->cams.resolution, 3, err);
@@ -1080,6 +1120,24 @@ static sl_status run_step(run *r, int64_t step, double t_start, sl_error *err)
     return sl_log_table_commit_row(tb, err);
 }
 
+/* Mask and depth of the evaluation render (conventions: mask = opacity > 0.5, depth =
+ * sum w z / opacity there), then IoU and depth error against the ground truth. */
+static void log_geometry_metrics(run *r)
+{
+    size_t px = (size_t)r->cams.eval_views * r->cams.resolution * r->cams.resolution;
+    const sl_render *er = &r->eval_render;
+    for (size_t p = 0; p < px; p++) {
+        int fg = er->opacity[p] > 0.5f;
+        r->eval_mask[p] = (float)fg;
+        r->eval_depth[p] = fg && er->depth ? er->depth[p] / er->opacity[p] : 0.0f;
+    }
+    sl_log_table_set(r->eval_table, r->col_eval_iou, sl_mask_iou(r->eval_mask, r->ref_mask, px));
+    if (r->col_eval_depth >= 0)
+        sl_log_table_set(r->eval_table, r->col_eval_depth,
+                         sl_masked_depth_l1(r->eval_depth, r->eval_mask, r->ref_depth,
+                                            r->ref_mask, px));
+}
+
 /* Renders the evaluation cameras; logs PSNR (when the prior has ground truth) and/or the
  * uint8 renders. `done` is the number of optimizer steps finished. */
 static sl_status evaluate(run *r, int64_t done, int do_eval, int do_render, double t_start,
@@ -1110,7 +1168,13 @@ static sl_status evaluate(run *r, int64_t done, int do_eval, int do_render, doub
             }
             r->last_psnr = psnr;
             r->last_psnr_step = done;
+            double ssim = 0;
+            for (int v = 0; v < V; v++)
+                ssim += sl_ssim(r->eval_render.rgb + v * view, r->reference + v * view, R, R, 3);
+            sl_log_table_set(r->eval_table, r->col_eval_ssim, ssim / V);
         }
+        if (r->has_geometry)
+            log_geometry_metrics(r);
         if ((st = sl_log_table_commit_row(r->eval_table, err)) != SL_OK)
             return st;
     }
@@ -1248,6 +1312,10 @@ static void run_free(run *r)
     free(r->ctx_ptrs);
     free(r->eval_cams);
     free(r->reference);
+    free(r->ref_depth);
+    free(r->ref_mask);
+    free(r->eval_depth);
+    free(r->eval_mask);
     free(r->render_u8);
     /* Plugins' code must stay mapped until their states are destroyed (above). */
     sl_registry_destroy(r->registry);
@@ -1271,7 +1339,7 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
     memset(&r, 0, sizeof r);
     r.opt = opt;
     r.out = opt->out ? opt->out : stdout;
-    r.col_var_img = r.col_eval_psnr = -1;
+    r.col_var_img = r.col_eval_psnr = r.col_eval_ssim = r.col_eval_depth = r.col_eval_iou = -1;
     if (result)
         memset(result, 0, sizeof *result);
     if (opt->threads > 0)

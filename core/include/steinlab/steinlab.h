@@ -6,6 +6,7 @@
 #include "steinlab/diffusion.h"
 #include "steinlab/geometry.h"
 #include "steinlab/image.h"
+#include "steinlab/metrics.h"
 #include "steinlab/optim.h"
 #include "steinlab/params.h"
 #include "steinlab/plugin.h"
