@@ -143,20 +143,10 @@ static void *host_alloc(const sl_host *h, size_t bytes) { return sl_aligned_zall
 
 static void host_free(const sl_host *h, void *ptr) { free(ptr); }
 
-static int valid_series_name(const char *name)
-{
-    if (!name || !*name || strlen(name) > 64)
-        return 0;
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-            return 0;
-    return 1;
-}
-
 static sl_status add_series(run *r, const char *name, const char *doc, const instance *owner,
                             sl_error *err)
 {
-    if (!valid_series_name(name))
+    if (!sl_valid_name(name))
         return sl_error_set(err, SL_ERR_INVALID_ARG, "invalid series name '%s' (expected "
                             "[a-z0-9_]+)", name ? name : "(null)");
     for (size_t i = 0; i < r->n_series; i++)
@@ -303,7 +293,7 @@ static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, i
     const sl_node *label = sl_node_get(node, "label");
     if (label) {
         snprintf(key, sizeof key, "%s.label", section);
-        if (label->kind != SL_NODE_SCALAR || !valid_series_name(label->text))
+        if (label->kind != SL_NODE_SCALAR || !sl_valid_name(label->text))
             return sl_spec_error_at(err, label, key, "expected a label of [a-z0-9_]+, found %s",
                                     label->kind == SL_NODE_SCALAR ? label->text : "a collection");
         snprintf(inst->label, sizeof inst->label, "%s", label->text);

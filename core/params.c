@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "spec.h"
+#include "strbuf.h"
 
 #define SCHEDULE_SHAPE "[start_step, start_value, end_value, end_step]"
 
@@ -487,55 +488,29 @@ static sl_status check_value(const sl_param_def *def, const sl_node *n, const ch
 /* ---------------------------------------------------------------------------------- */
 /* Canonical YAML text of a resolved value                                             */
 
-typedef struct tbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tbuf;
 
-static void tb_puts(tbuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
-
-static void tb_number(tbuf *b, double v)
+static void tb_number(sl_strbuf *b, double v)
 {
     char num[40];
     fmt_number(v, num, sizeof num);
-    tb_puts(b, num);
+    sl_strbuf_puts(b, num);
 }
 
-static void tb_schedule(tbuf *b, const sl_schedule *s, bool is_schedule)
+static void tb_schedule(sl_strbuf *b, const sl_schedule *s, bool is_schedule)
 {
     if (!is_schedule) {
         tb_number(b, s->start_value);
         return;
     }
-    tb_puts(b, "[");
+    sl_strbuf_puts(b, "[");
     tb_number(b, s->start_step);
-    tb_puts(b, ", ");
+    sl_strbuf_puts(b, ", ");
     tb_number(b, s->start_value);
-    tb_puts(b, ", ");
+    sl_strbuf_puts(b, ", ");
     tb_number(b, s->end_value);
-    tb_puts(b, ", ");
+    sl_strbuf_puts(b, ", ");
     tb_number(b, s->end_step);
-    tb_puts(b, "]");
+    sl_strbuf_puts(b, "]");
 }
 
 /* Words other YAML readers (YAML 1.1: PyYAML) take for bools or null: quoted in logs so
@@ -554,7 +529,7 @@ static bool yaml11_word(const char *t)
 
 /* A string: bare when it is a simple word that reads back as this string, else in double
  * quotes (the emitter's quoting, so escapes agree with what the parser reads). */
-static void tb_string(tbuf *b, const char *s)
+static void tb_string(sl_strbuf *b, const char *s)
 {
     sl_node probe = { .kind = SL_NODE_SCALAR, .file = "", .text = (char *)s, .quoted = false };
     bool bb;
@@ -568,33 +543,34 @@ static void tb_string(tbuf *b, const char *s)
                 strncmp(s, "...", 3) != 0 && classify(&probe, &bb, &i, &f) == SC_STRING &&
                 !yaml11_word(s);
     if (bare) {
-        tb_puts(b, s);
+        sl_strbuf_puts(b, s);
         return;
     }
     probe.quoted = true;
     char *q = sl_node_emit_yaml(&probe);  /* "\"...\"\n" */
     if (!q) {
-        b->oom = true;
+        b->failed = 1;
         return;
     }
     size_t n = strlen(q);
     if (n && q[n - 1] == '\n')
         q[n - 1] = '\0';
-    tb_puts(b, q);
+    sl_strbuf_puts(b, q);
     free(q);
 }
 
 static char *value_yaml(const sl_param_def *def, const sl_value *v)
 {
-    tbuf b = { 0 };
+    sl_strbuf b;
+    sl_strbuf_init(&b);
     char num[40];
     switch (def->type) {
     case SL_PARAM_BOOL:
-        tb_puts(&b, v->b ? "true" : "false");
+        sl_strbuf_puts(&b, v->b ? "true" : "false");
         break;
     case SL_PARAM_INT:
         snprintf(num, sizeof num, "%" PRId64, v->i);
-        tb_puts(&b, num);
+        sl_strbuf_puts(&b, num);
         break;
     case SL_PARAM_FLOAT:
         tb_schedule(&b, &v->sched, v->is_schedule);
@@ -605,23 +581,19 @@ static char *value_yaml(const sl_param_def *def, const sl_value *v)
         break;
     case SL_PARAM_FLOAT_LIST:
     case SL_PARAM_STRING_LIST:
-        tb_puts(&b, "[");
+        sl_strbuf_puts(&b, "[");
         for (size_t k = 0; k < v->len; k++) {
             if (k)
-                tb_puts(&b, ", ");
+                sl_strbuf_puts(&b, ", ");
             if (def->type == SL_PARAM_FLOAT_LIST)
                 tb_schedule(&b, &v->fl[k], v->fl_sched[k]);
             else
                 tb_string(&b, v->sl[k]);
         }
-        tb_puts(&b, "]");
+        sl_strbuf_puts(&b, "]");
         break;
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return sl_strbuf_take(&b);
 }
 
 /* ---------------------------------------------------------------------------------- */

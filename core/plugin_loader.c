@@ -58,16 +58,6 @@ void sl_registry_destroy(sl_registry *r)
     free(r);
 }
 
-static int valid_name(const char *name)
-{
-    if (!name || !*name || strlen(name) > 64)
-        return 0;
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-            return 0;
-    return 1;
-}
-
 /* A required vtable member: a function pointer field that must not be NULL. */
 typedef struct member_check {
     const char *name;
@@ -159,7 +149,7 @@ static sl_status check_schema(const sl_plugin *d, const char *path, sl_error *er
     sl_status st = SL_OK;
     for (size_t i = 0; i < s->count && st == SL_OK; i++) {
         const sl_param_def *p = &s->defs[i];
-        if (!valid_name(p->name) || !strcmp(p->name, "plugin") || !strcmp(p->name, "label"))
+        if (!sl_valid_name(p->name) || !strcmp(p->name, "plugin") || !strcmp(p->name, "label"))
             st = sl_error_set(err, SL_ERR_PLUGIN,
                               "%s: plugin '%s': parameter #%zu has an invalid or reserved name",
                               path, d->name, i);
@@ -231,7 +221,7 @@ static sl_status check_descriptor(const sl_plugin *d, uint32_t index, const char
                             "%s: plugin #%u: descriptor struct_size %u is smaller than the "
                             "ABI's %zu",
                             path, index, d->struct_size, (size_t)SL_PLUGIN_MIN_SIZE);
-    if (!valid_name(d->name))
+    if (!sl_valid_name(d->name))
         return sl_error_set(err, SL_ERR_PLUGIN,
                             "%s: plugin #%u: invalid name '%s' (expected [a-z0-9_]+, at most "
                             "64 characters)",

@@ -18,6 +18,7 @@
 #include <yaml.h>
 
 #include "spec.h"
+#include "strbuf.h"
 
 #define CMDLINE_LABEL "<command line>"
 
@@ -717,39 +718,11 @@ sl_status sl_spec_override(sl_node *root, const char *assignment, sl_error *err)
 /* ---------------------------------------------------------------------------------- */
 /* Emitting                                                                            */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
 
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-static void sb_indent(sbuf *b, int n)
+static void sb_indent(sl_strbuf *b, int n)
 {
     for (int i = 0; i < n; i++)
-        sb_putn(b, " ", 1);
+        sl_strbuf_putn(b, " ", 1);
 }
 
 /* Decodes one UTF-8 sequence at s; returns its length (1 for a stray byte, *cp = byte). */
@@ -813,9 +786,9 @@ static bool plain_ok(const char *text, bool flow)
     return true;
 }
 
-static void emit_quoted(sbuf *b, const char *text)
+static void emit_quoted(sl_strbuf *b, const char *text)
 {
-    sb_putn(b, "\"", 1);
+    sl_strbuf_putn(b, "\"", 1);
     const unsigned char *s = (const unsigned char *)text;
     while (*s) {
         uint32_t cp;
@@ -823,33 +796,33 @@ static void emit_quoted(sbuf *b, const char *text)
         char esc[16];
         if (cp == '"' || cp == '\\') {
             snprintf(esc, sizeof esc, "\\%c", (char)cp);
-            sb_puts(b, esc);
+            sl_strbuf_puts(b, esc);
         } else if (cp == '\n') {
-            sb_puts(b, "\\n");
+            sl_strbuf_puts(b, "\\n");
         } else if (cp == '\t') {
-            sb_puts(b, "\\t");
+            sl_strbuf_puts(b, "\\t");
         } else if (cp == '\r') {
-            sb_puts(b, "\\r");
+            sl_strbuf_puts(b, "\\r");
         } else if (needs_escape(cp)) {
             snprintf(esc, sizeof esc, "\\u%04X", (unsigned)cp);
-            sb_puts(b, esc);
+            sl_strbuf_puts(b, esc);
         } else {
-            sb_putn(b, (const char *)s, n);
+            sl_strbuf_putn(b, (const char *)s, n);
         }
         s += n;
     }
-    sb_putn(b, "\"", 1);
+    sl_strbuf_putn(b, "\"", 1);
 }
 
 /* A scalar as it must be written: quoted scalars stay quoted (so "3" stays a string),
  * plain ones stay plain when that reads back the same, and an empty plain scalar (null)
  * is written as nothing. */
-static void emit_scalar(sbuf *b, const sl_node *n, bool flow)
+static void emit_scalar(sl_strbuf *b, const sl_node *n, bool flow)
 {
     if (!n->quoted && n->text[0] == '\0')
         return;
     if (!n->quoted && plain_ok(n->text, flow))
-        sb_puts(b, n->text);
+        sl_strbuf_puts(b, n->text);
     else
         emit_quoted(b, n->text);
 }
@@ -871,46 +844,46 @@ static bool flow_list(const sl_node *n)
     return true;
 }
 
-static void emit_flow_list(sbuf *b, const sl_node *n)
+static void emit_flow_list(sl_strbuf *b, const sl_node *n)
 {
-    sb_putn(b, "[", 1);
+    sl_strbuf_putn(b, "[", 1);
     for (size_t i = 0; i < n->n; i++) {
         if (i)
-            sb_puts(b, ", ");
+            sl_strbuf_puts(b, ", ");
         emit_scalar(b, n->items[i], true);
     }
-    sb_putn(b, "]", 1);
+    sl_strbuf_putn(b, "]", 1);
 }
 
-static void emit_entries(sbuf *b, const sl_node *n, int indent, bool first_inline);
+static void emit_entries(sl_strbuf *b, const sl_node *n, int indent, bool first_inline);
 
 /* A value after "key:" or "-": on the same line when it is short, else on the next lines
  * indented by two more. */
-static void emit_value(sbuf *b, const sl_node *v, int indent)
+static void emit_value(sl_strbuf *b, const sl_node *v, int indent)
 {
     if (v->kind == SL_NODE_SCALAR) {
         if (v->quoted || v->text[0])
-            sb_putn(b, " ", 1);
+            sl_strbuf_putn(b, " ", 1);
         emit_scalar(b, v, false);
-        sb_putn(b, "\n", 1);
+        sl_strbuf_putn(b, "\n", 1);
     } else if (v->n == 0) {
-        sb_puts(b, v->kind == SL_NODE_MAP ? " {}\n" : " []\n");
+        sl_strbuf_puts(b, v->kind == SL_NODE_MAP ? " {}\n" : " []\n");
     } else if (flow_list(v)) {
-        sb_putn(b, " ", 1);
+        sl_strbuf_putn(b, " ", 1);
         emit_flow_list(b, v);
-        sb_putn(b, "\n", 1);
+        sl_strbuf_putn(b, "\n", 1);
     } else if (v->kind == SL_NODE_SEQ) {
-        sb_putn(b, "\n", 1);
+        sl_strbuf_putn(b, "\n", 1);
         emit_entries(b, v, indent + 2, false);
     } else {
-        sb_putn(b, "\n", 1);
+        sl_strbuf_putn(b, "\n", 1);
         emit_entries(b, v, indent + 2, false);
     }
 }
 
 /* The entries of a non-empty MAP or SEQ, one per line at `indent`. With first_inline the
  * first line's indentation was already written (a map inside a list: "- a: 1"). */
-static void emit_entries(sbuf *b, const sl_node *n, int indent, bool first_inline)
+static void emit_entries(sl_strbuf *b, const sl_node *n, int indent, bool first_inline)
 {
     for (size_t i = 0; i < n->n; i++) {
         if (i > 0 || !first_inline)
@@ -919,16 +892,16 @@ static void emit_entries(sbuf *b, const sl_node *n, int indent, bool first_inlin
         if (n->kind == SL_NODE_MAP) {
             const sl_node *k = n->keys[i];
             if (!k->quoted && plain_ok(k->text, false))
-                sb_puts(b, k->text);
+                sl_strbuf_puts(b, k->text);
             else
                 emit_quoted(b, k->text);
-            sb_putn(b, ":", 1);
+            sl_strbuf_putn(b, ":", 1);
             emit_value(b, v, indent);
         } else if (v->kind == SL_NODE_MAP && v->n > 0) {
-            sb_puts(b, "- ");
+            sl_strbuf_puts(b, "- ");
             emit_entries(b, v, indent + 2, true);
         } else {
-            sb_putn(b, "-", 1);
+            sl_strbuf_putn(b, "-", 1);
             emit_value(b, v, indent);
         }
     }
@@ -936,25 +909,21 @@ static void emit_entries(sbuf *b, const sl_node *n, int indent, bool first_inlin
 
 char *sl_node_emit_yaml(const sl_node *node)
 {
-    sbuf b = { 0 };
-    sb_puts(&b, "");  /* the empty string for an empty tree, never NULL unless OOM */
+    sl_strbuf b;
+    sl_strbuf_init(&b);
     if (!node) {
-        sb_puts(&b, "{}\n");
+        sl_strbuf_puts(&b, "{}\n");
     } else if (node->kind == SL_NODE_SCALAR) {
         /* A bare empty document would read back as an empty map, so null is "~" here. */
         if (!node->quoted && node->text[0] == '\0')
-            sb_puts(&b, "~");
+            sl_strbuf_puts(&b, "~");
         else
             emit_scalar(&b, node, false);
-        sb_puts(&b, "\n");
+        sl_strbuf_puts(&b, "\n");
     } else if (node->n == 0) {
-        sb_puts(&b, node->kind == SL_NODE_MAP ? "{}\n" : "[]\n");
+        sl_strbuf_puts(&b, node->kind == SL_NODE_MAP ? "{}\n" : "[]\n");
     } else {
         emit_entries(&b, node, 0, false);
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return sl_strbuf_take(&b);
 }

@@ -12,6 +12,9 @@ typedef struct sl_strbuf {
 
 void sl_strbuf_init(sl_strbuf *sb);
 void sl_strbuf_printf(sl_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends n bytes (which may contain no NUL) / a NUL-terminated string. */
+void sl_strbuf_putn(sl_strbuf *sb, const char *s, size_t n);
+void sl_strbuf_puts(sl_strbuf *sb, const char *s);
 /* Hands the string to the caller (free() it); NULL if any allocation failed. */
 char *sl_strbuf_take(sl_strbuf *sb);
 

@@ -63,3 +63,13 @@ const char *sl_nearest_word(const char *word, const char *const *candidates, siz
     }
     return best;
 }
+
+int sl_valid_name(const char *name)
+{
+    if (!name || !*name || strlen(name) > 64)
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return 0;
+    return 1;
+}
