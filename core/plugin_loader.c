@@ -118,6 +118,34 @@ static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *er
                             "ABI's %zu (was struct_size set?)",
                             path, d->name, sl_plugin_kind_name(d->kind), vt_size,
                             vtable_min_size(d->kind));
+    size_t save_at = 0, load_at = 0;
+    switch (d->kind) {
+    case SL_KIND_PRIOR:
+        save_at = offsetof(sl_prior_vtable, save_state);
+        load_at = offsetof(sl_prior_vtable, load_state);
+        break;
+    case SL_KIND_REPRESENTATION:
+        save_at = offsetof(sl_representation_vtable, save_state);
+        load_at = offsetof(sl_representation_vtable, load_state);
+        break;
+    case SL_KIND_ESTIMATOR:
+        save_at = offsetof(sl_estimator_vtable, save_state);
+        load_at = offsetof(sl_estimator_vtable, load_state);
+        break;
+    case SL_KIND_BASELINE:
+        save_at = offsetof(sl_baseline_vtable, save_state);
+        load_at = offsetof(sl_baseline_vtable, load_state);
+        break;
+    }
+    void *save_fn, *load_fn;
+    memcpy(&save_fn, (const char *)d->vtable + save_at, sizeof save_fn);
+    memcpy(&load_fn, (const char *)d->vtable + load_at, sizeof load_fn);
+    if (!save_fn != !load_fn)
+        return sl_error_set(err, SL_ERR_PLUGIN,
+                            "%s: plugin '%s' (%s): has %s but not %s (checkpoints need both)",
+                            path, d->name, sl_plugin_kind_name(d->kind),
+                            save_fn ? "save_state" : "load_state",
+                            save_fn ? "load_state" : "save_state");
     for (size_t i = 0; i < n; i++) {
         void *fn;
         memcpy(&fn, (const char *)d->vtable + req[i].offset, sizeof fn);

@@ -2,8 +2,8 @@
  * files. */
 #include "common_estimator.h"
 
-static const sl_estimator_vtable vt = { sizeof(sl_estimator_vtable), test_create, test_destroy,
-                                        NULL, test_delta, NULL };
+static const sl_estimator_vtable vt = { .struct_size = sizeof(sl_estimator_vtable),
+                                        .create = test_create, .destroy = test_destroy, .delta = test_delta };
 static const sl_plugin desc = { SL_ABI_VERSION, sizeof(sl_plugin), SL_KIND_ESTIMATOR, "sds",
                                 "9.9.9", "An impostor", { NULL, 0 }, &vt };
 SL_PLUGIN_ENTRY(&desc)

@@ -41,8 +41,8 @@ static sl_status nan_delta(void *state, const sl_estimator_ctx *ctx, float *delt
     return st;
 }
 
-static const sl_estimator_vtable vt = { sizeof(sl_estimator_vtable), nan_create, nan_destroy,
-                                        NULL, nan_delta, NULL };
+static const sl_estimator_vtable vt = { .struct_size = sizeof(sl_estimator_vtable),
+                                        .create = nan_create, .destroy = nan_destroy, .delta = nan_delta };
 static const sl_plugin desc = { SL_ABI_VERSION, sizeof(sl_plugin), SL_KIND_ESTIMATOR,
                                 "nan_at_step", "1.0.0", "SDS that turns NaN at a given step",
                                 SL_PARAM_SCHEMA(defs), &vt };

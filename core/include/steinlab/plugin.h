@@ -32,6 +32,7 @@
 #include "steinlab/optim.h"
 #include "steinlab/params.h"
 #include "steinlab/rng.h"
+#include "steinlab/state_io.h"
 #include "steinlab/status.h"
 
 #ifdef __cplusplus
@@ -129,6 +130,11 @@ typedef struct sl_prior_vtable {
      * where the data has a surface, else 0). NULL or SL_ERR_UNSUPPORTED: no ground truth. */
     sl_status (*reference_geometry)(void *state, const sl_camera *cam, float *depth,
                                     float *normal, float *mask, sl_error *err);
+    /* (optional) Checkpoints (steinlab/state_io.h): save everything beyond what the host
+     * saves itself that the next steps depend on; load it back into a freshly created
+     * state. Both NULL: the plugin has no such state. One without the other is refused. */
+    sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
+    sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
 } sl_prior_vtable;
 
 /* A handle on a live prior, handed to other plugins through the host. */
@@ -198,6 +204,11 @@ typedef struct sl_representation_vtable {
     sl_status (*backward)(void *state, const sl_render *grad, sl_error *err);
     /* (optional) Called after each optimizer step (occupancy updates, densification). */
     sl_status (*step_end)(void *state, int64_t step, sl_error *err);
+    /* (optional) Checkpoints (steinlab/state_io.h): save everything beyond what the host
+     * saves itself that the next steps depend on; load it back into a freshly created
+     * state. Both NULL: the plugin has no such state. One without the other is refused. */
+    sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
+    sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
 } sl_representation_vtable;
 
 /* ---------------------------------------------------------------- estimators */
@@ -235,6 +246,11 @@ typedef struct sl_estimator_vtable {
      * step's samples, ctxs: (n,). Must only use these samples for the NEXT steps. */
     sl_status (*update)(void *state, const sl_estimator_ctx *const *ctxs, int n,
                         sl_error *err);
+    /* (optional) Checkpoints (steinlab/state_io.h): save everything beyond what the host
+     * saves itself that the next steps depend on; load it back into a freshly created
+     * state. Both NULL: the plugin has no such state. One without the other is refused. */
+    sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
+    sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
 } sl_estimator_vtable;
 
 /* ---------------------------------------------------------------- baselines */
@@ -255,6 +271,11 @@ typedef struct sl_baseline_vtable {
     /* (optional) As sl_estimator_vtable.update. */
     sl_status (*update)(void *state, const sl_estimator_ctx *const *ctxs, int n,
                         sl_error *err);
+    /* (optional) Checkpoints (steinlab/state_io.h): save everything beyond what the host
+     * saves itself that the next steps depend on; load it back into a freshly created
+     * state. Both NULL: the plugin has no such state. One without the other is refused. */
+    sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
+    sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
 } sl_baseline_vtable;
 
 /* ---------------------------------------------------------------- descriptor */

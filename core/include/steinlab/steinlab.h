@@ -13,6 +13,7 @@
 #include "steinlab/rng.h"
 #include "steinlab/schedule.h"
 #include "steinlab/spec_tree.h"
+#include "steinlab/state_io.h"
 #include "steinlab/status.h"
 #include "steinlab/suggest.h"
 #include "steinlab/version.h"
