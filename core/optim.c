@@ -117,6 +117,18 @@ int64_t sl_adam_count(const sl_adam *a)
     return a->k;
 }
 
+float *sl_adam_moment(sl_adam *a, size_t g, int which)
+{
+    if (!a || g >= a->n_groups || (which != 1 && which != 2))
+        return NULL;
+    return which == 1 ? a->m[g] : a->v[g];
+}
+
+void sl_adam_set_count(sl_adam *a, int64_t k)
+{
+    a->k = k;
+}
+
 void sl_adam_step(sl_adam *a, int64_t step)
 {
     a->k++;

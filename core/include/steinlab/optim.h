@@ -51,6 +51,13 @@ double sl_adam_lr(const sl_adam *a, size_t g, int64_t step);
 /* Number of updates done so far (k). */
 int64_t sl_adam_count(const sl_adam *a);
 
+/* Checkpoints: the moments of group g, (groups[g].n,) floats each, owned by the optimizer
+ * (NULL for g out of range). Writable so that a resumed run restores them exactly; together
+ * with the groups' data and the count they are the optimizer's whole state. */
+float *sl_adam_moment(sl_adam *a, size_t g, int which);   /* which: 1 = m, 2 = v */
+/* Sets the number of updates done (a resumed run's bias corrections continue from it). */
+void sl_adam_set_count(sl_adam *a, int64_t k);
+
 /* The proxy for parameter-space gradient variance held by Adam's moments:
  * mean over all parameters of (v_hat - m_hat^2). Only a proxy (method.md section 4): the
  * two moments average over different windows and theta drifts; it can be negative.
