@@ -11,7 +11,13 @@
  *   1. definition: create, attributes, tables and their columns, render datasets;
  *   2. append (after sl_log_start_swmr): rows and renders only, flushed on a schedule, so
  *      h5py.File(path, "r", swmr=True) can read the log while the run goes.
- * Calls that define objects fail with SL_ERR_INVALID_ARG in phase 2. */
+ * Calls that define objects fail with SL_ERR_INVALID_ARG in phase 2.
+ *
+ * A resumed run (steinlab run --resume) reopens its log with sl_log_open_append instead:
+ * the definition phase then attaches the existing tables, columns and render kinds
+ * (the *_open calls), cuts them back to the rows a checkpoint recorded (*_truncate), may
+ * rewrite attributes, and ends with sl_log_start_swmr as for a new log. Objects cannot be
+ * created in a reopened log: its layout is the one the first run defined. */
 #ifndef STEINLAB_CORE_LOG_H
 #define STEINLAB_CORE_LOG_H
 
@@ -68,6 +74,40 @@ sl_status sl_log_flush(sl_log *log, sl_error *err);
 
 /* Flushes and closes; frees the log (also on error). NULL is a no-op. */
 sl_status sl_log_close(sl_log *log, sl_error *err);
+
+/* ---- resuming ---------------------------------------------------------------------- */
+
+/* Opens an existing log read-write for appending. A writer killed in SWMR mode leaves the
+ * superblock's "open for write" flags set, which makes every later writable open fail;
+ * this clears them first, as `h5clear -s` does (HDF5 1.10's file-access property
+ * "clear_status_flags"). The caller must be the only writer: nothing can tell a killed
+ * writer from a live one once SWMR has started (it releases its file lock). */
+sl_status sl_log_open_append(const char *path, sl_log **out, sl_error *err);
+/* Attaches the existing table at group_path (a reopened log only). */
+sl_status sl_log_table_open(sl_log *log, const char *group_path, sl_log_table **out,
+                            sl_error *err);
+/* Attaches the existing column `name`, which must have `dtype`; *col receives its index. */
+sl_status sl_log_table_column_open(sl_log_table *t, const char *name, sl_log_dtype dtype,
+                                   int *col, sl_error *err);
+/* Cuts every attached column to `rows` rows (each must hold at least that many; rows a
+ * killed run flushed after its checkpoint are dropped). Only before sl_log_start_swmr. */
+sl_status sl_log_table_truncate(sl_log_table *t, int64_t rows, sl_error *err);
+/* Attaches the existing render kind `kind`, which must have this entry shape. */
+sl_status sl_log_renders_open(sl_log *log, const char *kind, int views, int height, int width,
+                              int channels, sl_error *err);
+/* Cuts /renders/step and every attached kind to n entries (only before start_swmr). */
+sl_status sl_log_renders_truncate(sl_log *log, int64_t n, sl_error *err);
+/* Render steps appended so far (rows of /renders/step). */
+int64_t sl_log_renders_count(const sl_log *log);
+
+/* Flushes (as sl_log_flush) and fsyncs the file: every row written so far is on disk
+ * before, say, a checkpoint that refers to it is renamed into place. */
+sl_status sl_log_sync(sl_log *log, sl_error *err);
+
+/* Reads a string attribute of a log without modifying it (opened read-only in SWMR mode,
+ * so a live log or one a killed run left behind works too). *value is malloc'd. */
+sl_status sl_log_read_attr_string(const char *path, const char *obj_path, const char *name,
+                                  char **value, sl_error *err);
 
 /* Prints a summary of a log (live or finished) to `out`: root attributes, plugins with
  * versions, every table with its row count and each column's last / min / max, renders,

@@ -14,11 +14,13 @@
  * for the duration of the call (restoring the caller's handler afterwards) and turns the
  * innermost HDF5 error into the one-line sl_error message instead. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 
@@ -67,6 +69,7 @@ struct sl_log {
     char *path;
     hid_t file;
     int swmr;                    /* 1 once sl_log_start_swmr succeeded: append only */
+    int reopened;                /* opened by sl_log_open_append: attach, never create */
     sl_log_table **tables;       /* (ntables) */
     int ntables, cap_tables;
     sl_log_render *renders;      /* (nrenders), in creation order */
@@ -167,6 +170,14 @@ static char *join_path(const char *group, const char *name)
         p[at++] = '/';
     memcpy(p + at, name, n + 1);
     return p;
+}
+
+/* A reopened log keeps the layout its first run defined (log.h). */
+static sl_status reopened_refusal(const sl_log *log, sl_error *err, const char *what)
+{
+    return sl_error_set(err, SL_ERR_INVALID_ARG,
+                        "log '%s': cannot %s in a log reopened for appending; attach the "
+                        "existing objects with the *_open calls", log->path, what);
 }
 
 static sl_status swmr_refusal(const sl_log *log, sl_error *err, const char *what)
@@ -435,10 +446,10 @@ static sl_status table_create(sl_log *log, const char *group_path, sl_log_table 
         return sl_error_set(err, SL_ERR_INVALID_ARG,
                             "log '%s': invalid table path '%s' (want a group such as \"/steps\")",
                             log->path, group_path ? group_path : "(null)");
-    if (log->swmr) {
+    if (log->swmr || log->reopened) {
         char what[300];
         snprintf(what, sizeof what, "create table '%s'", group_path);
-        return swmr_refusal(log, err, what);
+        return log->swmr ? swmr_refusal(log, err, what) : reopened_refusal(log, err, what);
     }
     for (int i = 0; i < log->ntables; i++)
         if (strcmp(log->tables[i]->path, group_path) == 0)
@@ -510,10 +521,10 @@ static sl_status table_column(sl_log_table *t, const char *name, const char *doc
     if (dtype != SL_LOG_F64 && dtype != SL_LOG_I64)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': column '%s/%s': unknown dtype %d",
                             log->path, t->path, name, (int)dtype);
-    if (log->swmr) {
+    if (log->swmr || log->reopened) {
         char what[300];
         snprintf(what, sizeof what, "add column '%s' to table '%s'", name, t->path);
-        return swmr_refusal(log, err, what);
+        return log->swmr ? swmr_refusal(log, err, what) : reopened_refusal(log, err, what);
     }
     if (sl_log_table_find(t, name) >= 0)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': table '%s' already has a column '%s'",
@@ -822,10 +833,10 @@ static sl_status renders_create(sl_log *log, const char *kind, int views, int he
                             "log '%s': one '%s' render entry is %llu bytes; HDF5 chunks must "
                             "stay under 4 GiB",
                             log->path, kind, (unsigned long long)entry);
-    if (log->swmr) {
+    if (log->swmr || log->reopened) {
         char what[300];
         snprintf(what, sizeof what, "create render kind '%s'", kind);
-        return swmr_refusal(log, err, what);
+        return log->swmr ? swmr_refusal(log, err, what) : reopened_refusal(log, err, what);
     }
     if (find_render(log, kind, NULL))
         return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': render kind '%s' already exists",
@@ -1135,6 +1146,478 @@ sl_status sl_log_close(sl_log *log, sl_error *err)
         st = h5_fail(err, SL_ERR_IO, log, "H5Fclose", log->path);
     log->file = H5I_INVALID_HID;
     log_free(log);
+    quiet_end(q);
+    return st;
+}
+
+/* ---- reopening for a resumed run ------------------------------------------------------- */
+
+/* The private file-access property h5clear sets for `-s` (HDF5 1.10's H5Fprivate.h). It is
+ * registered in every file-access list and reachable through the public H5Pset; when it is
+ * true, H5Fopen zeroes the superblock's status flags before checking them. */
+#define H5CLEAR_STATUS_PROPERTY "clear_status_flags"
+
+static sl_status log_open_append(const char *path, sl_log **out, sl_error *err)
+{
+    if (!out)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_open_append: out is NULL");
+    *out = NULL;
+    if (!path || !path[0])
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_open_append: empty path");
+    sl_status st = SL_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    sl_log *log = calloc(1, sizeof *log);
+    if (!log || !(log->path = dup_str(path))) {
+        free(log);
+        return sl_error_set(err, SL_ERR_NOMEM, "sl_log_open_append: out of memory");
+    }
+    log->file = H5I_INVALID_HID;
+    log->render_step = H5I_INVALID_HID;
+    log->reopened = 1;
+    if (access(path, R_OK | W_OK) != 0) {
+        st = sl_error_set(err, SL_ERR_IO, "log '%s': %s", path, strerror(errno));
+        goto cleanup;
+    }
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* SWMR writing needs the latest format bounds again (sl_log_create). */
+    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_libver_bounds", "file access properties");
+        goto cleanup;
+    }
+    hbool_t clear = 1;
+    if (H5Pset(fapl, H5CLEAR_STATUS_PROPERTY, &clear) < 0) {
+        st = sl_error_set(err, SL_ERR_UNSUPPORTED,
+                          "log '%s': this HDF5 library (%s) has no '%s' file-access property "
+                          "to clear the flags a killed writer leaves; run `h5clear -s %s` and "
+                          "resume again", path, H5_VERS_INFO, H5CLEAR_STATUS_PROPERTY, path);
+        goto cleanup;
+    }
+    log->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+    if (log->file < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Fopen", path);
+        goto cleanup;
+    }
+    *out = log;
+    log = NULL;
+cleanup:
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    log_free(log);
+    return st;
+}
+
+sl_status sl_log_open_append(const char *path, sl_log **out, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = log_open_append(path, out, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status reopen_check(const sl_log *log, const char *fn, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "%s: log is NULL", fn);
+    if (!log->reopened)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': %s needs a log opened with sl_log_open_append", log->path,
+                            fn);
+    if (log->swmr)
+        return swmr_refusal(log, err, fn);
+    return SL_OK;
+}
+
+sl_status sl_log_table_open(sl_log *log, const char *group_path, sl_log_table **out,
+                            sl_error *err)
+{
+    if (!out)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_open: out is NULL");
+    *out = NULL;
+    sl_status st = reopen_check(log, "sl_log_table_open", err);
+    if (st != SL_OK)
+        return st;
+    if (!valid_obj_path(group_path) || strcmp(group_path, "/") == 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': invalid table path '%s'",
+                            log->path, group_path ? group_path : "(null)");
+    h5_quiet q = quiet_begin();
+    htri_t ex = H5Lexists(log->file, group_path + 1, H5P_DEFAULT);
+    quiet_end(q);
+    if (ex <= 0)
+        return sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no table '%s'", log->path,
+                            group_path);
+    if (log->ntables == log->cap_tables) {
+        int cap = log->cap_tables ? 2 * log->cap_tables : 8;
+        sl_log_table **nt = realloc(log->tables, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        log->tables = nt;
+        log->cap_tables = cap;
+    }
+    sl_log_table *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = dup_str(group_path))) {
+        free(t);
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    }
+    t->log = log;
+    t->written = -1;   /* set by the first column attached, then by truncate */
+    log->tables[log->ntables++] = t;
+    *out = t;
+    return SL_OK;
+}
+
+/* Current length of a 1-D or n-D dataset along its first axis, or -1. */
+static int64_t first_extent(hid_t dset)
+{
+    hid_t space = H5Dget_space(dset);
+    if (space < 0)
+        return -1;
+    hsize_t dims[RENDER_RANK] = {0};
+    int rank = H5Sget_simple_extent_ndims(space);
+    int64_t n = -1;
+    if (rank >= 1 && rank <= RENDER_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0)
+        n = (int64_t)dims[0];
+    H5Sclose(space);
+    return n;
+}
+
+static sl_status table_column_open(sl_log_table *t, const char *name, sl_log_dtype dtype,
+                                   int *col, sl_error *err)
+{
+    if (!t)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_column_open: table is NULL");
+    sl_log *log = t->log;
+    sl_status st = reopen_check(log, "sl_log_table_column_open", err);
+    if (st != SL_OK)
+        return st;
+    if (!valid_name(name))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': invalid column name '%s'",
+                            log->path, name ? name : "(null)");
+    if (sl_log_table_find(t, name) >= 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': column '%s/%s' attached twice",
+                            log->path, t->path, name);
+    if (table_grow_cols(t) < 0)
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    char *full = join_path(t->path, name);
+    char *name_copy = dup_str(name);
+    hid_t dset = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    if (!full || !name_copy) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    if (H5Lexists(log->file, full, H5P_DEFAULT) <= 0) {
+        st = sl_error_set(err, SL_ERR_FORMAT,
+                          "log '%s' has no column '%s' (was it written by another spec or "
+                          "another version of a plugin?)", log->path, full);
+        goto cleanup;
+    }
+    dset = H5Dopen2(log->file, full, H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_FORMAT, log, "H5Dopen2", full);
+        goto cleanup;
+    }
+    type = H5Dget_type(dset);
+    int is_f64 = type >= 0 && H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 8;
+    int is_i64 = type >= 0 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 8;
+    if ((dtype == SL_LOG_F64 && !is_f64) || (dtype == SL_LOG_I64 && !is_i64)) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "log '%s': column '%s' is not %s", log->path, full,
+                          dtype == SL_LOG_F64 ? "float64" : "int64");
+        goto cleanup;
+    }
+    int64_t n = first_extent(dset);
+    if (n < 0) {
+        st = h5_fail(err, SL_ERR_FORMAT, log, "H5Dget_space", full);
+        goto cleanup;
+    }
+    if (t->written < 0 || n < t->written)
+        t->written = n;
+    int idx = t->ncols++;
+    t->cols[idx] = (sl_log_column){.name = name_copy, .dtype = dtype, .dset = dset, .buf = NULL};
+    t->cur_set[idx] = 0;
+    t->cur[idx] = NAN;
+    name_copy = NULL;
+    dset = H5I_INVALID_HID;
+    if (col)
+        *col = idx;
+cleanup:
+    if (type >= 0)
+        H5Tclose(type);
+    if (dset >= 0)
+        H5Dclose(dset);
+    free(name_copy);
+    free(full);
+    return st;
+}
+
+sl_status sl_log_table_column_open(sl_log_table *t, const char *name, sl_log_dtype dtype,
+                                   int *col, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = table_column_open(t, name, dtype, col, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status table_truncate(sl_log_table *t, int64_t rows, sl_error *err)
+{
+    if (!t)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_table_truncate: table is NULL");
+    sl_log *log = t->log;
+    sl_status st = reopen_check(log, "sl_log_table_truncate", err);
+    if (st != SL_OK)
+        return st;
+    if (rows < 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': %s: negative row count %lld",
+                            log->path, t->path, (long long)rows);
+    char obj[512];
+    /* Check every column before cutting any: a refused resume leaves the log as it was. */
+    for (int i = 0; i < t->ncols; i++) {
+        int64_t n = first_extent(t->cols[i].dset);
+        if (n < rows) {
+            snprintf(obj, sizeof obj, "%s/%s", t->path, t->cols[i].name);
+            return sl_error_set(err, SL_ERR_FORMAT,
+                                "log '%s': '%s' holds %lld rows, the checkpoint needs %lld (the "
+                                "log lost rows the checkpoint refers to)",
+                                log->path, obj, (long long)(n < 0 ? 0 : n), (long long)rows);
+        }
+    }
+    hsize_t size = (hsize_t)rows;
+    for (int i = 0; i < t->ncols; i++) {
+        if (H5Dset_extent(t->cols[i].dset, &size) < 0) {
+            snprintf(obj, sizeof obj, "%s/%s", t->path, t->cols[i].name);
+            return h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", obj);
+        }
+    }
+    t->written = rows;
+    t->nbuf = 0;
+    memset(t->cur_set, 0, (size_t)t->cap_cols);
+    return SL_OK;
+}
+
+sl_status sl_log_table_truncate(sl_log_table *t, int64_t rows, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = table_truncate(t, rows, err);
+    quiet_end(q);
+    return st;
+}
+
+/* Reads element i of the int64 dataset /renders/step. */
+static sl_status read_render_step(sl_log *log, int64_t i, int64_t *value, sl_error *err)
+{
+    hsize_t start = (hsize_t)i, count = 1;
+    hid_t fspace = H5Dget_space(log->render_step), mspace = H5Screate_simple(1, &count, NULL);
+    sl_status st = SL_OK;
+    if (fspace < 0 || mspace < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+        H5Dread(log->render_step, H5T_NATIVE_INT64, mspace, fspace, H5P_DEFAULT, value) < 0)
+        st = h5_fail(err, SL_ERR_FORMAT, log, "H5Dread", "/renders/step");
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    if (mspace >= 0)
+        H5Sclose(mspace);
+    return st;
+}
+
+static sl_status renders_open(sl_log *log, const char *kind, int views, int height, int width,
+                              int channels, sl_error *err)
+{
+    sl_status st = reopen_check(log, "sl_log_renders_open", err);
+    if (st != SL_OK)
+        return st;
+    if (!valid_name(kind) || strcmp(kind, "step") == 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': invalid render kind '%s'",
+                            log->path, kind ? kind : "(null)");
+    if (find_render(log, kind, NULL))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': render kind '%s' attached twice",
+                            log->path, kind);
+    if (log->nrenders == log->cap_renders) {
+        int cap = log->cap_renders ? 2 * log->cap_renders : 4;
+        sl_log_render *nr = realloc(log->renders, (size_t)cap * sizeof *nr);
+        if (!nr)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        log->renders = nr;
+        log->cap_renders = cap;
+    }
+    if (log->render_step < 0) {
+        if (H5Lexists(log->file, "renders", H5P_DEFAULT) <= 0 ||
+            H5Lexists(log->file, "renders/step", H5P_DEFAULT) <= 0)
+            return sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no /renders/step", log->path);
+        log->render_step = H5Dopen2(log->file, "/renders/step", H5P_DEFAULT);
+        if (log->render_step < 0)
+            return h5_fail(err, SL_ERR_FORMAT, log, "H5Dopen2", "/renders/step");
+        log->render_steps = first_extent(log->render_step);
+        if (log->render_steps < 0)
+            return h5_fail(err, SL_ERR_FORMAT, log, "H5Dget_space", "/renders/step");
+        if (log->render_steps > 0 &&
+            (st = read_render_step(log, log->render_steps - 1, &log->last_render_step, err)) != SL_OK)
+            return st;
+    }
+    char *full = join_path("/renders", kind);
+    char *kind_copy = dup_str(kind);
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    if (!full || !kind_copy) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    if (H5Lexists(log->file, full, H5P_DEFAULT) <= 0) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no render kind '%s'", log->path, full);
+        goto cleanup;
+    }
+    dset = H5Dopen2(log->file, full, H5P_DEFAULT);
+    space = dset >= 0 ? H5Dget_space(dset) : H5I_INVALID_HID;
+    hsize_t dims[RENDER_RANK] = {0};
+    if (space < 0 || H5Sget_simple_extent_ndims(space) != RENDER_RANK ||
+        H5Sget_simple_extent_dims(space, dims, NULL) < 0 || dims[1] != (hsize_t)views ||
+        dims[2] != (hsize_t)height || dims[3] != (hsize_t)width || dims[4] != (hsize_t)channels) {
+        st = sl_error_set(err, SL_ERR_FORMAT,
+                          "log '%s': '%s' is not (n, %d, %d, %d, %d) as this run renders",
+                          log->path, full, views, height, width, channels);
+        goto cleanup;
+    }
+    sl_log_render *r = &log->renders[log->nrenders++];
+    r->kind = kind_copy;
+    r->dset = dset;
+    memcpy(r->dims, dims, sizeof dims);
+    kind_copy = NULL;
+    dset = H5I_INVALID_HID;
+cleanup:
+    if (space >= 0)
+        H5Sclose(space);
+    if (dset >= 0)
+        H5Dclose(dset);
+    free(kind_copy);
+    free(full);
+    return st;
+}
+
+sl_status sl_log_renders_open(sl_log *log, const char *kind, int views, int height, int width,
+                              int channels, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = renders_open(log, kind, views, height, width, channels, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status renders_truncate(sl_log *log, int64_t n, sl_error *err)
+{
+    sl_status st = reopen_check(log, "sl_log_renders_truncate", err);
+    if (st != SL_OK)
+        return st;
+    if (log->render_step < 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG,
+                            "log '%s': attach the render kinds before truncating them", log->path);
+    /* A killed run may have written an image without its step (images go first): each
+     * dataset only needs to reach n. */
+    if (n < 0 || log->render_steps < n)
+        return sl_error_set(err, SL_ERR_FORMAT,
+                            "log '%s': /renders/step holds %lld entries, the checkpoint needs "
+                            "%lld", log->path, (long long)log->render_steps, (long long)n);
+    for (int i = 0; i < log->nrenders; i++)
+        if ((int64_t)log->renders[i].dims[0] < n)
+            return sl_error_set(err, SL_ERR_FORMAT,
+                                "log '%s': /renders/%s holds %lld entries, the checkpoint needs "
+                                "%lld", log->path, log->renders[i].kind,
+                                (long long)log->renders[i].dims[0], (long long)n);
+    for (int i = 0; i < log->nrenders; i++) {
+        sl_log_render *r = &log->renders[i];
+        hsize_t size[RENDER_RANK];
+        memcpy(size, r->dims, sizeof size);
+        size[0] = (hsize_t)n;
+        char obj[300];
+        snprintf(obj, sizeof obj, "/renders/%s", r->kind);
+        if (H5Dset_extent(r->dset, size) < 0)
+            return h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", obj);
+        r->dims[0] = (hsize_t)n;
+    }
+    hsize_t sn = (hsize_t)n;
+    if (H5Dset_extent(log->render_step, &sn) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", "/renders/step");
+    log->render_steps = n;
+    log->last_render_step = 0;
+    if (n > 0)
+        return read_render_step(log, n - 1, &log->last_render_step, err);
+    return SL_OK;
+}
+
+sl_status sl_log_renders_truncate(sl_log *log, int64_t n, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = renders_truncate(log, n, err);
+    quiet_end(q);
+    return st;
+}
+
+int64_t sl_log_renders_count(const sl_log *log) { return log ? log->render_steps : 0; }
+
+sl_status sl_log_sync(sl_log *log, sl_error *err)
+{
+    sl_status st = sl_log_flush(log, err);
+    if (st != SL_OK)
+        return st;
+    /* H5Fflush hands the data to the kernel; fsync puts it on the disk. Any descriptor of
+     * the file will do for fsync. */
+    int fd = open(log->path, O_RDONLY);
+    if (fd < 0)
+        return sl_error_set(err, SL_ERR_IO, "log '%s': cannot open it to sync: %s", log->path,
+                            strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0)
+        return sl_error_set(err, SL_ERR_IO, "log '%s': fsync failed: %s", log->path, strerror(e));
+    return SL_OK;
+}
+
+static sl_status read_attr_string(const char *path, const char *obj_path, const char *name,
+                                  char **value, sl_error *err)
+{
+    sl_log tmp = {.path = (char *)path};
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (file < 0)
+        return h5_fail(err, SL_ERR_IO, &tmp, "H5Fopen", path);
+    sl_status st = SL_OK;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    char *raw = NULL;
+    if (H5Aexists_by_name(file, obj_path, name, H5P_DEFAULT) <= 0) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no attribute '%s' on '%s'", path,
+                          name, obj_path);
+        goto cleanup;
+    }
+    attr = H5Aopen_by_name(file, obj_path, name, H5P_DEFAULT, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) <= 0) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "log '%s': attribute '%s' of '%s' is not a string",
+                          path, name, obj_path);
+        goto cleanup;
+    }
+    mtype = vlen_utf8_type();
+    if (mtype < 0 || H5Aread(attr, mtype, &raw) < 0 || !raw) {
+        st = h5_fail(err, SL_ERR_FORMAT, &tmp, "H5Aread", name);
+        goto cleanup;
+    }
+    if (!(*value = dup_str(raw)))
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", path);
+    H5free_memory(raw);
+cleanup:
+    if (mtype >= 0)
+        H5Tclose(mtype);
+    if (type >= 0)
+        H5Tclose(type);
+    if (attr >= 0)
+        H5Aclose(attr);
+    H5Fclose(file);
+    return st;
+}
+
+sl_status sl_log_read_attr_string(const char *path, const char *obj_path, const char *name,
+                                  char **value, sl_error *err)
+{
+    if (!value || !path || !obj_path || !name)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_read_attr_string: NULL argument");
+    *value = NULL;
+    h5_quiet q = quiet_begin();
+    sl_status st = read_attr_string(path, obj_path, name, value, err);
     quiet_end(q);
     return st;
 }
