@@ -3,7 +3,11 @@
  *      schema, create the plugins and check what they need from each other;
  *   2. define the log: attributes, series (the core's and those plugins declared in
  *      create()), render datasets; then start SWMR;
- *   3. the step loop (run_step), evaluations and renders, and the final summary. */
+ *   3. the step loop (run_step), evaluations and renders, checkpoints, and the final
+ *      summary.
+ * A resumed run (opt->resume_path) takes its spec from the log, loads the checkpoint's
+ * state after creating the plugins, reopens the log instead of defining it, cuts it back to
+ * the checkpoint, and enters the loop where the checkpoint left it. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include "camera_sampler.h"
+#include "checkpoint.h"
 #include "driver.h"
 #include "host.h"
 #include "loader.h"
@@ -110,9 +115,18 @@ struct run {
     float *eval_depth, *eval_mask; /* (V, R, R) render depth (sum w z / opacity) and mask */
     uint8_t *render_u8;            /* (V, R, R, 3) */
 
-    /* Summary figures. */
+    /* Summary figures (saved in checkpoints: the final paragraph covers the whole run). */
     double first_loss, last_loss, first_psnr, last_psnr;
     int64_t first_psnr_step, last_psnr_step, renders_logged;
+
+    /* Checkpoints and resume. */
+    char ckpt_path[PATH_MAX];      /* beside the log: RUN.h5 -> RUN.ckpt.h5 */
+    char abs_spec_dir[PATH_MAX];   /* spec_dir made absolute, saved for a resume elsewhere */
+    sl_ckpt *resume;               /* the checkpoint resumed from, open during setup only */
+    int resuming;
+    int64_t resume_done;           /* steps done at the checkpoint */
+    double resume_elapsed;         /* the time_s clock at the checkpoint */
+    int64_t resume_rows_steps, resume_rows_eval, resume_renders;
 };
 
 static volatile sig_atomic_t g_stop_requested = 0;
@@ -632,6 +646,201 @@ static sl_status setup_eval(run *r, sl_error *err)
     return SL_OK;
 }
 
+/* ------------------------------------------------------------------ checkpoints */
+
+typedef sl_status (*state_fn)(void *state, sl_state_io *io, sl_error *err);
+
+static void state_fns(const instance *inst, state_fn *save, state_fn *load)
+{
+    *save = *load = NULL;
+    switch (inst->desc->kind) {
+    case SL_KIND_PRIOR: {
+        const sl_prior_vtable *v = inst->desc->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    case SL_KIND_REPRESENTATION: {
+        const sl_representation_vtable *v = inst->desc->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    case SL_KIND_ESTIMATOR: {
+        const sl_estimator_vtable *v = inst->desc->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    default: break;
+    }
+}
+
+static char *resolved_spec_yaml(const run *r);
+
+/* Scalars of the core's section: one-element arrays, so that one mechanism (and one
+ * bit-exact round trip) carries everything. */
+static sl_status put_i64(sl_state_io *io, const char *name, int64_t v, sl_error *err)
+{
+    return sl_state_put(io, name, SL_STATE_I64, &v, 1, err);
+}
+
+static sl_status put_f64(sl_state_io *io, const char *name, double v, sl_error *err)
+{
+    return sl_state_put(io, name, SL_STATE_F64, &v, 1, err);
+}
+
+static sl_status get_i64(sl_state_io *io, const char *name, int64_t *v, sl_error *err)
+{
+    return sl_state_get(io, name, SL_STATE_I64, v, 1, err);
+}
+
+static sl_status get_f64(sl_state_io *io, const char *name, double *v, sl_error *err)
+{
+    return sl_state_get(io, name, SL_STATE_F64, v, 1, err);
+}
+
+/* Everything a run needs to continue after `done` steps, before the evaluation that
+ * follows step `done` (train() explains the order). The log's rows are made durable
+ * first, so that the checkpoint never counts rows the file might lose. */
+static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error *err)
+{
+    sl_status st = sl_log_sync(r->log, err);
+    if (st != SL_OK)
+        return st;
+    sl_ckpt *c = NULL;
+    if ((st = sl_ckpt_begin(r->ckpt_path, &c, err)) != SL_OK)
+        return st;
+    char *spec = resolved_spec_yaml(r);
+    if (!spec) {
+        sl_ckpt_close(c);
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    }
+    st = sl_ckpt_set_string(c, "spec", spec, err);
+    free(spec);
+    if (st == SL_OK) st = sl_ckpt_set_string(c, "spec_dir", r->abs_spec_dir, err);
+    if (st == SL_OK) st = sl_ckpt_set_string(c, "steinlab_version", SL_VERSION_STRING, err);
+    if (st == SL_OK) st = sl_ckpt_set_string(c, "log", r->log_path, err);
+    sl_state_io *io = NULL;
+    if (st == SL_OK) st = sl_ckpt_section(c, "core", &io, err);
+    if (st == SL_OK) st = put_i64(io, "steps_done", done, err);
+    if (st == SL_OK) st = put_f64(io, "elapsed_s", elapsed, err);
+    if (st == SL_OK) st = put_i64(io, "log/rows_steps", sl_log_table_rows(r->steps_table), err);
+    if (st == SL_OK) st = put_i64(io, "log/rows_eval", sl_log_table_rows(r->eval_table), err);
+    if (st == SL_OK) st = put_i64(io, "log/renders", sl_log_renders_count(r->log), err);
+    if (st == SL_OK) st = put_f64(io, "summary/first_loss", r->first_loss, err);
+    if (st == SL_OK) st = put_f64(io, "summary/last_loss", r->last_loss, err);
+    if (st == SL_OK) st = put_f64(io, "summary/first_psnr", r->first_psnr, err);
+    if (st == SL_OK) st = put_f64(io, "summary/last_psnr", r->last_psnr, err);
+    if (st == SL_OK) st = put_i64(io, "summary/first_psnr_step", r->first_psnr_step, err);
+    if (st == SL_OK) st = put_i64(io, "summary/last_psnr_step", r->last_psnr_step, err);
+    if (st == SL_OK) st = put_i64(io, "summary/renders_logged", r->renders_logged, err);
+    if (st == SL_OK) st = put_i64(io, "adam/count", sl_adam_count(r->adam), err);
+    if (st == SL_OK) st = put_i64(io, "groups/count", (int64_t)r->n_groups, err);
+    for (size_t g = 0; g < r->n_groups && st == SL_OK; g++) {
+        char name[160];
+        const sl_param_group *pg = &r->groups[g];
+        snprintf(name, sizeof name, "groups/%s/data", pg->name);
+        st = sl_state_put(io, name, SL_STATE_F32, pg->data, pg->n, err);
+        snprintf(name, sizeof name, "groups/%s/adam_m", pg->name);
+        if (st == SL_OK)
+            st = sl_state_put(io, name, SL_STATE_F32, sl_adam_moment(r->adam, g, 1), pg->n, err);
+        snprintf(name, sizeof name, "groups/%s/adam_v", pg->name);
+        if (st == SL_OK)
+            st = sl_state_put(io, name, SL_STATE_F32, sl_adam_moment(r->adam, g, 2), pg->n, err);
+    }
+    instance *insts[3] = { &r->prior, &r->repr, &r->est };
+    for (int i = 0; i < 3 && st == SL_OK; i++) {
+        state_fn save, load;
+        state_fns(insts[i], &save, &load);
+        if (!save)
+            continue;
+        char section[128];
+        snprintf(section, sizeof section, "plugins/%s", insts[i]->label);
+        if ((st = sl_ckpt_section(c, section, &io, err)) == SL_OK &&
+            (st = save(insts[i]->state, io, err)) != SL_OK)
+            sl_error_prefix(err, "checkpoint after %lld steps: %s '%s': save_state",
+                            (long long)done, insts[i]->section, insts[i]->label);
+    }
+    if (st != SL_OK) {
+        sl_ckpt_close(c);   /* the previous checkpoint stays */
+        return st;
+    }
+    return sl_ckpt_commit(c, err);
+}
+
+static sl_status load_plugin_states(run *r, sl_error *err)
+{
+    instance *insts[3] = { &r->prior, &r->repr, &r->est };
+    for (int i = 0; i < 3; i++) {
+        state_fn save, load;
+        state_fns(insts[i], &save, &load);
+        if (!load)
+            continue;
+        char section[128];
+        sl_state_io *io;
+        snprintf(section, sizeof section, "plugins/%s", insts[i]->label);
+        sl_status st = sl_ckpt_section(r->resume, section, &io, err);
+        if (st == SL_OK && (st = load(insts[i]->state, io, err)) != SL_OK)
+            sl_error_prefix(err, "resume: %s '%s': load_state", insts[i]->section,
+                            insts[i]->label);
+        if (st != SL_OK)
+            return st;
+    }
+    return SL_OK;
+}
+
+/* Parameter values, Adam's moments and count, and the run's counters. Group names and
+ * sizes must match what the representation has now (after its load_state). */
+static sl_status load_core_state(run *r, sl_error *err)
+{
+    sl_state_io *io;
+    sl_status st = sl_ckpt_section(r->resume, "core", &io, err);
+    int64_t n_groups = 0, count = 0;
+    if (st == SL_OK) st = get_i64(io, "steps_done", &r->resume_done, err);
+    if (st == SL_OK) st = get_f64(io, "elapsed_s", &r->resume_elapsed, err);
+    if (st == SL_OK) st = get_i64(io, "log/rows_steps", &r->resume_rows_steps, err);
+    if (st == SL_OK) st = get_i64(io, "log/rows_eval", &r->resume_rows_eval, err);
+    if (st == SL_OK) st = get_i64(io, "log/renders", &r->resume_renders, err);
+    if (st == SL_OK) st = get_f64(io, "summary/first_loss", &r->first_loss, err);
+    if (st == SL_OK) st = get_f64(io, "summary/last_loss", &r->last_loss, err);
+    if (st == SL_OK) st = get_f64(io, "summary/first_psnr", &r->first_psnr, err);
+    if (st == SL_OK) st = get_f64(io, "summary/last_psnr", &r->last_psnr, err);
+    if (st == SL_OK) st = get_i64(io, "summary/first_psnr_step", &r->first_psnr_step, err);
+    if (st == SL_OK) st = get_i64(io, "summary/last_psnr_step", &r->last_psnr_step, err);
+    if (st == SL_OK) st = get_i64(io, "summary/renders_logged", &r->renders_logged, err);
+    if (st == SL_OK) st = get_i64(io, "adam/count", &count, err);
+    if (st == SL_OK) st = get_i64(io, "groups/count", &n_groups, err);
+    if (st != SL_OK)
+        return st;
+    if (n_groups != (int64_t)r->n_groups)
+        return sl_error_set(err, SL_ERR_FORMAT,
+                            "checkpoint '%s' holds %lld parameter groups, representation '%s' "
+                            "has %zu", r->ckpt_path, (long long)n_groups, r->repr.label,
+                            r->n_groups);
+    for (size_t g = 0; g < r->n_groups && st == SL_OK; g++) {
+        char name[160];
+        const sl_param_group *pg = &r->groups[g];
+        snprintf(name, sizeof name, "groups/%s/data", pg->name);
+        st = sl_state_get(io, name, SL_STATE_F32, pg->data, pg->n, err);
+        snprintf(name, sizeof name, "groups/%s/adam_m", pg->name);
+        if (st == SL_OK)
+            st = sl_state_get(io, name, SL_STATE_F32, sl_adam_moment(r->adam, g, 1), pg->n, err);
+        snprintf(name, sizeof name, "groups/%s/adam_v", pg->name);
+        if (st == SL_OK)
+            st = sl_state_get(io, name, SL_STATE_F32, sl_adam_moment(r->adam, g, 2), pg->n, err);
+    }
+    if (st != SL_OK)
+        return st;
+    sl_adam_set_count(r->adam, count);
+    if (r->resume_done < 0 || r->resume_rows_steps != r->resume_done)
+        return sl_error_set(err, SL_ERR_FORMAT,
+                            "checkpoint '%s': %lld steps done but %lld rows of /steps",
+                            r->ckpt_path, (long long)r->resume_done,
+                            (long long)r->resume_rows_steps);
+    return SL_OK;
+}
+
 static sl_status validate_and_create(run *r, sl_error *err)
 {
     sl_status st;
@@ -691,7 +900,13 @@ static sl_status validate_and_create(run *r, sl_error *err)
     if ((st = create_instance(r, &r->est, SL_STREAM_PLUGIN_BASE + 0x200, err)) != SL_OK)
         return st;
     r->defining = 0;
+    /* Plugin state first: a representation may resize its groups in load_state, and the
+     * optimizer is built on the groups as they are then (state_io.h). */
+    if (r->resume && (st = load_plugin_states(r, err)) != SL_OK)
+        return st;
     if ((st = setup_optimizer(r, err)) != SL_OK)
+        return st;
+    if (r->resume && (st = load_core_state(r, err)) != SL_OK)
         return st;
     if ((st = alloc_buffers(r, err)) != SL_OK)
         return st;
@@ -786,8 +1001,43 @@ static sl_status log_instance_attrs(run *r, const instance *inst, const sl_param
     return st;
 }
 
+/* A new log defines its tables and columns; a resumed one attaches the same ones. */
+static sl_status log_table(run *r, const char *path, sl_log_table **t, sl_error *err)
+{
+    return r->resuming ? sl_log_table_open(r->log, path, t, err)
+                       : sl_log_table_create(r->log, path, t, err);
+}
+
+static sl_status log_column(run *r, sl_log_table *t, const char *name, const char *doc,
+                            sl_log_dtype type, int *col, sl_error *err)
+{
+    return r->resuming ? sl_log_table_column_open(t, name, type, col, err)
+                       : sl_log_table_column(t, name, doc, type, col, err);
+}
+
+/* Resumed run: reopen the log (clearing a killed writer's flags), refresh the attributes
+ * that steps=N changes (so they read as an uninterrupted run with that N). */
+static sl_status reopen_log(run *r, sl_error *err)
+{
+    sl_status st = sl_log_open_append(r->log_path, &r->log, err);
+    if (st != SL_OK)
+        return st;
+    char *spec_yaml = resolved_spec_yaml(r);
+    if (!spec_yaml)
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    st = sl_log_attr_int(r->log, "/", "steps", sl_params_int(r->root, "steps"), err);
+    if (st == SL_OK)
+        st = sl_log_attr_string(r->log, "/", "spec", spec_yaml, err);
+    free(spec_yaml);
+    return st;
+}
+
+static sl_status define_tables(run *r, sl_error *err);
+
 static sl_status define_log(run *r, sl_error *err)
 {
+    if (r->resuming)
+        return define_tables(r, err);
     sl_status st = make_parent_dirs(r->log_path, err);
     if (st != SL_OK)
         return st;
@@ -820,9 +1070,18 @@ static sl_status define_log(run *r, sl_error *err)
     if (st == SL_OK) st = log_instance_attrs(r, &r->est, r->est_core, err);
     if (st != SL_OK)
         return st;
+    return define_tables(r, err);
+}
 
+/* Tables, columns and renders (created, or attached when resuming: then cut back to the
+ * checkpoint), then SWMR starts. */
+static sl_status define_tables(run *r, sl_error *err)
+{
+    sl_status st = SL_OK;
+    if (r->resuming && (st = reopen_log(r, err)) != SL_OK)
+        return st;
     /* /steps: the core's series first, then those the plugins declared. */
-    if ((st = sl_log_table_create(r->log, "/steps", &r->steps_table, err)) != SL_OK)
+    if ((st = log_table(r, "/steps", &r->steps_table, err)) != SL_OK)
         return st;
     struct { const char *name, *doc; sl_log_dtype type; int *col; } core[] = {
         { "step", "training step (0-based) this row describes", SL_LOG_I64, &r->col_step },
@@ -840,51 +1099,62 @@ static sl_status define_log(run *r, sl_error *err)
           SL_LOG_F64, &r->col_var_adam },
     };
     for (size_t i = 0; i < sizeof core / sizeof core[0] && st == SL_OK; i++)
-        st = sl_log_table_column(r->steps_table, core[i].name, core[i].doc, core[i].type,
-                                 core[i].col, err);
+        st = log_column(r, r->steps_table, core[i].name, core[i].doc, core[i].type,
+                        core[i].col, err);
     r->col_var_img = -1;
     if (st == SL_OK && r->samples > 1)
-        st = sl_log_table_column(r->steps_table, "var_img",
+        st = log_column(r, r->steps_table, "var_img",
                                  "image-space variance over the step's own noise samples: "
                                  "(1/D) sum_d Var_k[g_k,d], unbiased (K-1)", SL_LOG_F64,
                                  &r->col_var_img, err);
     for (size_t i = 0; i < r->n_series && st == SL_OK; i++)
-        st = sl_log_table_column(r->steps_table, r->series[i].name, r->series[i].doc, SL_LOG_F64,
-                                 &r->series[i].col, err);
+        st = log_column(r, r->steps_table, r->series[i].name, r->series[i].doc, SL_LOG_F64,
+                        &r->series[i].col, err);
     if (st != SL_OK)
         return st;
 
-    if ((st = sl_log_table_create(r->log, "/eval", &r->eval_table, err)) != SL_OK)
+    if ((st = log_table(r, "/eval", &r->eval_table, err)) != SL_OK)
         return st;
-    st = sl_log_table_column(r->eval_table, "step", "optimizer steps done when evaluated",
+    st = log_column(r, r->eval_table, "step", "optimizer steps done when evaluated",
                              SL_LOG_I64, &r->col_eval_step, err);
     if (st == SL_OK)
-        st = sl_log_table_column(r->eval_table, "time_s", "wall-clock seconds since the run "
+        st = log_column(r, r->eval_table, "time_s", "wall-clock seconds since the run "
                                  "started", SL_LOG_F64, &r->col_eval_time, err);
     r->col_eval_psnr = r->col_eval_ssim = r->col_eval_depth = r->col_eval_iou = -1;
     if (st == SL_OK && r->has_reference)
-        st = sl_log_table_column(r->eval_table, "psnr",
+        st = log_column(r, r->eval_table, "psnr",
                                  "mean over the evaluation views of the PSNR (dB) of the render "
                                  "against the prior's ground truth", SL_LOG_F64,
                                  &r->col_eval_psnr, err);
     if (st == SL_OK && r->has_reference)
-        st = sl_log_table_column(r->eval_table, "ssim",
+        st = log_column(r, r->eval_table, "ssim",
                                  "mean over the evaluation views of the SSIM of the render "
                                  "against the prior's ground truth (11x11 Gaussian window)",
                                  SL_LOG_F64, &r->col_eval_ssim, err);
     if (st == SL_OK && r->has_geometry)
-        st = sl_log_table_column(r->eval_table, "mask_iou",
+        st = log_column(r, r->eval_table, "mask_iou",
                                  "IoU of the render's mask (opacity > 0.5) and the true mask, "
                                  "pooled over the evaluation views", SL_LOG_F64,
                                  &r->col_eval_iou, err);
     if (st == SL_OK && r->has_geometry && (r->repr_outputs & SL_RENDER_DEPTH))
-        st = sl_log_table_column(r->eval_table, "depth_l1",
+        st = log_column(r, r->eval_table, "depth_l1",
                                  "mean |z-depth error| over pixels inside both masks, pooled "
                                  "over the evaluation views (depth = sum w z / opacity)",
                                  SL_LOG_F64, &r->col_eval_depth, err);
-    if (st == SL_OK)
+    if (st == SL_OK && !r->resuming)
         st = sl_log_renders_create(r->log, "rgb", r->cams.eval_views, r->cams.resolution,
                                    r->cams.resolution, 3, err);
+    if (st == SL_OK && r->resuming)
+        st = sl_log_renders_open(r->log, "rgb", r->cams.eval_views, r->cams.resolution,
+                                 r->cams.resolution, 3, err);
+    /* Rows a killed or stopped run logged after its checkpoint go: the resumed run logs
+     * them again, identically. */
+    if (st == SL_OK && r->resuming)
+        st = sl_log_table_truncate(r->steps_table, r->resume_rows_steps, err);
+    if (st == SL_OK && r->resuming)
+        st = sl_log_table_truncate(r->eval_table, r->resume_rows_eval, err);
+    if (st == SL_OK && r->resuming)
+        st = sl_log_renders_truncate(r->log, r->resume_renders, err);
     if (st == SL_OK)
         st = sl_log_start_swmr(r->log, err);
     return st;
@@ -1182,7 +1452,8 @@ static int due(int64_t done, int64_t every, int64_t total)
     return done == 0 || done == total || (every > 0 && done % every == 0);
 }
 
-static void print_summary(run *r, int64_t done, double seconds, sl_status outcome)
+/* `seconds` and `ran` cover this process only (a resumed run counts from its checkpoint). */
+static void print_summary(run *r, int64_t done, int64_t ran, double seconds, sl_status outcome)
 {
     FILE *out = r->out;
     char dur[32];
@@ -1190,8 +1461,10 @@ static void print_summary(run *r, int64_t done, double seconds, sl_status outcom
     int threads = omp_get_max_threads();
     fprintf(out, "%s: %lld/%lld steps in %s (%.1f it/s, %d thread%s)",
             sl_params_string(r->root, "name"), (long long)done,
-            (long long)sl_params_int(r->root, "steps"), dur, seconds > 0 ? done / seconds : 0.0,
+            (long long)sl_params_int(r->root, "steps"), dur, seconds > 0 ? ran / seconds : 0.0,
             threads, threads == 1 ? "" : "s");
+    if (r->resuming)
+        fprintf(out, ", resumed after %lld", (long long)r->resume_done);
     if (outcome == SL_ERR_INTERRUPTED)
         fprintf(out, ", interrupted");
     else if (outcome != SL_OK)
@@ -1207,43 +1480,75 @@ static void print_summary(run *r, int64_t done, double seconds, sl_status outcom
     fprintf(out, "; %lld render sets logged.\n", (long long)r->renders_logged);
 }
 
+typedef struct schedule_cfg {
+    int64_t steps, flush_every, render_every, eval_every, ckpt_every;
+} schedule_cfg;
+
+/* What follows step `done` (done steps finished): the checkpoint, then the evaluation and
+ * renders due at `done`, then the flush. The checkpoint comes first so that it records the
+ * log as an uninterrupted run has it whatever happens next: an evaluation forced by a stop
+ * or by the end of the run is not part of a continued run's log (a resume cuts it off),
+ * and the resumed run performs the evaluation due at `done` itself, with the same state
+ * and therefore the same numbers. `resumed_here`: the checkpoint being resumed from
+ * describes exactly this point, so none is written. */
+static sl_status after_step(run *r, const schedule_cfg *c, int64_t done, int resumed_here,
+                            double t_start, sl_error *err)
+{
+    int stopping = g_stop_requested != 0;
+    int final = done == c->steps || stopping;
+    sl_status st = SL_OK;
+    if (!resumed_here && (final || (c->ckpt_every > 0 && done % c->ckpt_every == 0)))
+        st = write_checkpoint(r, done, sl_now_s() - t_start, err);
+    int do_eval = stopping || due(done, c->eval_every, c->steps);
+    int do_render = stopping || due(done, c->render_every, c->steps);
+    if (st == SL_OK && (do_eval || do_render))
+        st = evaluate(r, done, do_eval, do_render, t_start, err);
+    if (st == SL_OK && (done % c->flush_every == 0 || final))
+        st = sl_log_flush(r->log, err);
+    if (st == SL_OK && stopping)
+        st = sl_error_set(err, SL_ERR_INTERRUPTED,
+                          "interrupted after %lld steps; the log holds every finished step "
+                          "and the checkpoint '%s' continues it (steinlab run --resume %s)",
+                          (long long)done, r->ckpt_path, r->log_path);
+    return st;
+}
+
 static sl_status train(run *r, sl_error *err)
 {
-    int64_t steps = sl_params_int(r->root, "steps");
-    int64_t flush_every = sl_params_int(r->logp, "flush_every");
-    int64_t render_every = sl_params_int(r->logp, "render_every");
-    int64_t eval_every = sl_params_int(r->logp, "eval_every");
+    schedule_cfg c = {
+        .steps = sl_params_int(r->root, "steps"),
+        .flush_every = sl_params_int(r->logp, "flush_every"),
+        .render_every = sl_params_int(r->logp, "render_every"),
+        .eval_every = sl_params_int(r->logp, "eval_every"),
+        .ckpt_every = sl_params_int(r->logp, "checkpoint_every"),
+    };
     static const sl_progress_style styles[] = { SL_PROGRESS_AUTO, SL_PROGRESS_BAR,
                                                 SL_PROGRESS_LINES, SL_PROGRESS_NONE };
     const char *pname = sl_params_string(r->logp, "progress");
     sl_progress_style style = styles[!strcmp(pname, "bar") ? 1 : !strcmp(pname, "lines") ? 2
                                      : !strcmp(pname, "none") ? 3 : 0];
-    r->first_psnr_step = -1;
-    double t_start = sl_now_s();
-    sl_status st = evaluate(r, 0, 1, 1, t_start, err);
-    if (st == SL_OK)
-        st = sl_log_flush(r->log, err);
+    double session_start = sl_now_s();
+    /* time_s continues the checkpoint's clock, so a resumed log reads as one run. */
+    double t_start = session_start - (r->resuming ? r->resume_elapsed : 0.0);
+    int64_t done = r->resuming ? r->resume_done : 0;
+    sl_status st = SL_OK;
+    if (!r->resuming) {
+        r->first_psnr_step = -1;
+        st = evaluate(r, 0, 1, 1, t_start, err);
+        if (st == SL_OK)
+            st = sl_log_flush(r->log, err);
+    }
     sl_progress prog;
-    sl_progress_start(&prog, r->out, style, steps);
-    int64_t done = 0;
-    while (st == SL_OK && done < steps) {
+    sl_progress_start(&prog, r->out, style, c.steps);
+    if (st == SL_OK && r->resuming)
+        st = after_step(r, &c, done, 1, t_start, err);
+    while (st == SL_OK && done < c.steps) {
         st = run_step(r, done, t_start, err);
         if (st != SL_OK)
             break;
         done++;
         sl_progress_update(&prog, done, r->last_loss);
-        int do_eval = due(done, eval_every, steps), do_render = due(done, render_every, steps);
-        int stopping = g_stop_requested != 0;
-        if (stopping)
-            do_eval = do_render = 1;
-        if (do_eval || do_render)
-            st = evaluate(r, done, do_eval, do_render, t_start, err);
-        if (st == SL_OK && (done % flush_every == 0 || done == steps || stopping))
-            st = sl_log_flush(r->log, err);
-        if (st == SL_OK && stopping)
-            st = sl_error_set(err, SL_ERR_INTERRUPTED,
-                              "interrupted after %lld steps; the log holds every finished step",
-                              (long long)done);
+        st = after_step(r, &c, done, 0, t_start, err);
     }
     sl_progress_finish(&prog);
     /* Keep what was logged before a failure: flush it (its own error is secondary). */
@@ -1251,7 +1556,8 @@ static sl_status train(run *r, sl_error *err)
         sl_error flush_err;
         sl_log_flush(r->log, &flush_err);
     }
-    print_summary(r, done, sl_now_s() - t_start, st);
+    print_summary(r, done, done - (r->resuming ? r->resume_done : 0), sl_now_s() - session_start,
+                  st);
     return st;
 }
 
@@ -1312,6 +1618,121 @@ static void run_free(run *r)
     sl_node_free(r->spec);
 }
 
+/* Resuming RUN.h5: its checkpoint RUN.ckpt.h5 must exist and be readable, and the spec is
+ * the one stored in the log, with at most steps=N changed (checked before anything is
+ * written). */
+static sl_status prepare_resume(run *r, sl_error *err)
+{
+    const sl_run_options *opt = r->opt;
+    const char *log = opt->resume_path;
+    snprintf(r->log_path, sizeof r->log_path, "%s", log);
+    struct stat sb;
+    if (stat(log, &sb) != 0)
+        return sl_error_set(err, SL_ERR_IO, "cannot resume '%s': %s", log, strerror(errno));
+    sl_status st = sl_ckpt_path_for_log(log, r->ckpt_path, sizeof r->ckpt_path, err);
+    if (st != SL_OK)
+        return st;
+    if (stat(r->ckpt_path, &sb) != 0)
+        return sl_error_set(err, SL_ERR_IO,
+                            "cannot resume '%s': no checkpoint '%s' beside it (%s; a run writes "
+                            "one every log.checkpoint_every steps, at its end and when stopped "
+                            "by a signal)", log, r->ckpt_path, strerror(errno));
+    for (size_t i = 0; i < opt->n_overrides; i++) {
+        const char *o = opt->overrides[i];
+        if (strncmp(o, "steps=", 6) != 0)
+            return sl_error_set(err, SL_ERR_SPEC,
+                                "<command line>: --resume accepts only steps=N (the rest of the "
+                                "spec is the run's own, stored in its log); found '%s'", o);
+    }
+    if ((st = sl_ckpt_open(r->ckpt_path, &r->resume, err)) != SL_OK) {
+        sl_error_prefix(err, "cannot resume '%s'", log);
+        return st;
+    }
+    char *text = NULL, *dir = NULL;
+    st = sl_log_read_attr_string(log, "/", "spec", &text, err);
+    if (st == SL_OK) {
+        char label[PATH_MAX + 16];
+        snprintf(label, sizeof label, "%s:/spec", log);
+        st = sl_spec_parse_string(text, strlen(text), label, &r->spec, err);
+    }
+    free(text);
+    if (st == SL_OK && (st = sl_ckpt_get_string(r->resume, "spec_dir", &dir, err)) == SL_OK) {
+        snprintf(r->spec_dir, sizeof r->spec_dir, "%s", dir);
+        snprintf(r->abs_spec_dir, sizeof r->abs_spec_dir, "%s", dir);
+        free(dir);
+    }
+    if (st != SL_OK) {
+        sl_error_prefix(err, "cannot resume '%s'", log);
+        return st;
+    }
+    r->resuming = 1;
+    return SL_OK;
+}
+
+/* Returns a copy of a resolved spec without its top-level "steps:" line, the one key a
+ * resume may change. */
+static char *without_steps(const char *yaml)
+{
+    char *out = malloc(strlen(yaml) + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *line = yaml; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line + 1) : strlen(line);
+        if (strncmp(line, "steps:", 6) != 0) {
+            memcpy(o, line, len);
+            o += len;
+        }
+        line += len;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The checkpoint must come from this very spec (a log overwritten by another run of the
+ * same name leaves a stale checkpoint beside it), and N must not undo finished steps. */
+static sl_status check_resume(run *r, sl_error *err)
+{
+    int64_t steps = sl_params_int(r->root, "steps");
+    if (steps < r->resume_done)
+        return sl_error_set(err, SL_ERR_SPEC,
+                            "cannot resume '%s' with steps=%lld: its checkpoint has done %lld "
+                            "steps already", r->log_path, (long long)steps,
+                            (long long)r->resume_done);
+    char *saved = NULL;
+    sl_status st = sl_ckpt_get_string(r->resume, "spec", &saved, err);
+    if (st != SL_OK)
+        return st;
+    char *now = resolved_spec_yaml(r);
+    char *a = now ? without_steps(now) : NULL, *b = without_steps(saved);
+    if (!a || !b) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    } else if (strcmp(a, b) != 0) {
+        size_t i = 0, line = 1, start = 0;
+        while (a[i] && a[i] == b[i]) {
+            if (a[i] == '\n') {
+                line++;
+                start = i + 1;
+            }
+            i++;
+        }
+        const char *ea = strchr(a + start, '\n'), *eb = strchr(b + start, '\n');
+        int la = ea ? (int)(ea - (a + start)) : (int)strlen(a + start);
+        int lb = eb ? (int)(eb - (b + start)) : (int)strlen(b + start);
+        st = sl_error_set(err, SL_ERR_FORMAT,
+                          "cannot resume '%s': its checkpoint '%s' was written by another spec "
+                          "(line %zu of the resolved spec: the log has '%.*s', the checkpoint "
+                          "'%.*s')", r->log_path, r->ckpt_path, line, la, a + start, lb,
+                          b + start);
+    }
+    free(a);
+    free(b);
+    free(now);
+    free(saved);
+    return st;
+}
+
 static void set_spec_dir(run *r, const char *spec_path)
 {
     const char *slash = strrchr(spec_path, '/');
@@ -1334,16 +1755,32 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
         memset(result, 0, sizeof *result);
     if (opt->threads > 0)
         omp_set_num_threads(opt->threads);
-    set_spec_dir(&r, opt->spec_path);
 
-    sl_status st = sl_spec_parse_file(opt->spec_path, &r.spec, err);
+    sl_status st;
+    if (opt->resume_path) {
+        st = prepare_resume(&r, err);
+    } else {
+        set_spec_dir(&r, opt->spec_path);
+        if (!realpath(r.spec_dir, r.abs_spec_dir))
+            snprintf(r.abs_spec_dir, sizeof r.abs_spec_dir, "%s", r.spec_dir);
+        st = sl_spec_parse_file(opt->spec_path, &r.spec, err);
+    }
     for (size_t i = 0; st == SL_OK && i < opt->n_overrides; i++)
         st = sl_spec_override(r.spec, opt->overrides[i], err);
     if (st == SL_OK)
         st = validate_and_create(&r, err);
+    if (st == SL_OK && r.resuming)
+        st = check_resume(&r, err);
+    /* Everything the checkpoint holds is loaded: the file is not needed any more. */
+    sl_ckpt_close(r.resume);
+    r.resume = NULL;
     if (st == SL_OK && !opt->dry_run) {
-        default_log_path(&r);
-        st = define_log(&r, err);
+        if (!r.resuming)
+            default_log_path(&r);
+        if (r.ckpt_path[0] == '\0')
+            st = sl_ckpt_path_for_log(r.log_path, r.ckpt_path, sizeof r.ckpt_path, err);
+        if (st == SL_OK)
+            st = define_log(&r, err);
         if (result)
             snprintf(result->log_path, sizeof result->log_path, "%s", r.log_path);
         if (st == SL_OK) {

@@ -88,6 +88,9 @@ static const sl_param_def log_defs[] = {
       "Log renders of the evaluation cameras every N steps (0: first and last only)" },
     { "eval_every", SL_PARAM_INT, 0, "100", 0, 100000000, NULL, 0, 0,
       "Evaluate against the prior's ground truth every N steps (0: first and last only)" },
+    { "checkpoint_every", SL_PARAM_INT, 0, "100", 0, 100000000, NULL, 0, 0,
+      "Write the checkpoint beside the log (RUN.ckpt.h5) every N steps; always at the end "
+      "and on SIGINT/SIGTERM (0: only then)" },
     { "progress", SL_PARAM_CHOICE, 0, "auto", -INFINITY, INFINITY, "auto|bar|lines|none", 0,
       0, "Progress display: a bar on a terminal, plain lines otherwise (auto)" },
 };

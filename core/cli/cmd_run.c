@@ -1,4 +1,6 @@
-/* core/cli/cmd_run.c — `steinlab run SPEC.yaml [key=value ...] [--threads N] [--dry-run]`. */
+/* core/cli/cmd_run.c — `steinlab run SPEC.yaml [key=value ...] [--threads N] [--dry-run]`
+ * and `steinlab run --resume RUN.h5 [steps=N] [--threads N]` (continue a stopped, killed or
+ * finished run from its checkpoint RUN.ckpt.h5; the driver checks the override). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@ int sl_cmd_run(int argc, char **argv)
             opt.threads = (int)n;
         } else if (!strcmp(a, "--dry-run")) {
             opt.dry_run = 1;
+        } else if (!strcmp(a, "--resume") && i + 1 < argc) {
+            opt.resume_path = argv[++i];
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "steinlab run: unknown option '%s'\n", a);
             free(overrides);
@@ -36,9 +40,16 @@ int sl_cmd_run(int argc, char **argv)
             overrides[opt.n_overrides++] = a;
         }
     }
-    if (!opt.spec_path) {
+    if (opt.resume_path && opt.spec_path) {
+        fprintf(stderr, "steinlab run: --resume continues the run with the spec stored in its "
+                        "log; found a spec as well ('%s')\n", opt.spec_path);
+        free(overrides);
+        return 2;
+    }
+    if (!opt.spec_path && !opt.resume_path) {
         fprintf(stderr, "usage: steinlab run SPEC.yaml [key.sub=value ...] [--threads N] "
-                        "[--dry-run]\n");
+                        "[--dry-run]\n"
+                        "       steinlab run --resume RUN.h5 [steps=N] [--threads N]\n");
         free(overrides);
         return 2;
     }
@@ -50,7 +61,7 @@ int sl_cmd_run(int argc, char **argv)
     if (st != SL_OK)
         fprintf(stderr, "error: %s\n", err.msg);
     if (opt.dry_run && st == SL_OK)
-        printf("%s: valid\n", opt.spec_path);
+        printf("%s: valid\n", opt.spec_path ? opt.spec_path : opt.resume_path);
     if (res.log_path[0])
         printf("log: %s\n", res.log_path);
     return sl_exit_code(st);

@@ -17,6 +17,8 @@ static void usage(FILE *out)
             "\n"
             "  run SPEC.yaml [key.sub=value ...] [--threads N] [--dry-run]\n"
             "                      run an experiment; the last line printed is 'log: PATH'\n"
+            "  run --resume RUN.h5 [steps=N]\n"
+            "                      continue a run from its checkpoint RUN.ckpt.h5\n"
             "  plugins [NAME]      list plugins, or show one plugin's parameters\n"
             "  plugins --markdown  print the spec reference (docs/spec-reference.md)\n"
             "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
