@@ -22,6 +22,8 @@ static void usage(FILE *out)
             "  plugins [NAME]      list plugins, or show one plugin's parameters\n"
             "  plugins --markdown  print the spec reference (docs/spec-reference.md)\n"
             "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
+            "  world list | show PROMPT | render PROMPT --out FILE.png\n"
+            "                      the world prior's scenes (docs/world.md)\n"
             "  version             print the version and build configuration\n"
             "\n"
             "Plugins are searched in the spec's plugin_paths, STEINLAB_PLUGIN_PATH, then the\n"
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
         return sl_cmd_plugins(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return sl_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "world"))
+        return sl_cmd_world(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
                sl_version());
