@@ -583,6 +583,28 @@ cleanup:
 /* ---------------------------------------------------------------------------------- */
 /* Overrides                                                                           */
 
+/* Length of the well-formed UTF-8 sequence at s (`left` bytes remain), or 0 when there
+ * is none: a stray or missing continuation byte, an overlong form, a surrogate or a code
+ * point above U+10FFFF, which libyaml's reader refuses. */
+static size_t utf8_valid_len(const unsigned char *s, size_t left)
+{
+    static const uint32_t min_cp[5] = { 0, 0, 0x80, 0x800, 0x10000 };  /* by length */
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 0;
+    if (n == 0 || n > left || s[0] > 0xF4)  /* 0xF5..0xFF lead nothing valid */
+        return 0;
+    uint32_t cp = s[0] & (0x7Fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
+    }
+    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
 /* Finds the entry `key` (len bytes) in a map; returns its index or map->n. */
 static size_t map_find(const sl_node *map, const char *key, size_t len)
 {
@@ -665,6 +687,19 @@ sl_status sl_spec_override(sl_node *root, const char *assignment, sl_error *err)
                                     "expected a dotted key of non-empty names, found '%.*s'",
                                     (int)key_len, assignment);
         }
+    }
+    /* Keys are stored and later emitted (logged specs) as they are; YAML text must be
+     * UTF-8, so bytes that are not would make the logged spec unreadable. The value needs
+     * no such check: libyaml parses it. (Found by tests/fuzz/fuzz_override.c.) */
+    for (size_t i = 0; i < key_len;) {
+        size_t n = utf8_valid_len((const unsigned char *)assignment + i, key_len - i);
+        if (n == 0) {
+            where.col = (int)i + 1;
+            return sl_spec_error_at(err, &where, "",
+                                    "expected a key of UTF-8 text, found byte 0x%02X",
+                                    (unsigned)(unsigned char)assignment[i]);
+        }
+        i += n;
     }
     int value_col = (int)key_len + 2;
     sl_node *value = NULL;
