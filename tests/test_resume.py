@@ -274,7 +274,8 @@ class Refusals(ResumeCase):
         cwd = self.make_stopped("refusals")
         log = os.path.join(cwd, "run.h5")
         ckpt = os.path.join(cwd, "run.ckpt.h5")
-        good = open(ckpt, "rb").read()
+        with open(ckpt, "rb") as f:
+            good = f.read()
         before = digest(log)
 
         os.unlink(ckpt)
@@ -300,8 +301,8 @@ class Refusals(ResumeCase):
         other = self.workdir("other")
         r = run(["run", QUICKSTART, "steps=60", "seed=7"] + BASE, cwd=other)
         self.assertEqual(r.returncode, 0, r.stderr)
-        with open(ckpt, "wb") as f:
-            f.write(open(os.path.join(other, "run.ckpt.h5"), "rb").read())
+        with open(os.path.join(other, "run.ckpt.h5"), "rb") as src, open(ckpt, "wb") as f:
+            f.write(src.read())
         r = run(["run", "--resume", "run.h5"], cwd=cwd)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("was written by another spec (line 2 of the resolved spec: the log has "
