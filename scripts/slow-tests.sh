@@ -1,7 +1,7 @@
 #!/bin/bash
 # The slow tier: the whole fast suite again, built with AddressSanitizer and
-# UndefinedBehaviorSanitizer (build-asan/). Later tiers (fuzzing, Slurm, the notebook,
-# valgrind) join here.
+# UndefinedBehaviorSanitizer (build-asan/), then a bounded libFuzzer run of every parser
+# (scripts/fuzz-smoke.sh). Later tiers (Slurm, the notebook, valgrind) join here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f build-asan/build.ninja ]; then
@@ -13,3 +13,4 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 meson test -C build-asan --suite fast --print-errorlogs --num-processes 2
+scripts/fuzz-smoke.sh
