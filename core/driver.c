@@ -1781,6 +1781,12 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
             st = sl_ckpt_path_for_log(r.log_path, r.ckpt_path, sizeof r.ckpt_path, err);
         if (st == SL_OK)
             st = define_log(&r, err);
+        /* A new log makes a checkpoint left beside it by an earlier run meaningless: remove
+         * it, so that a resume after an early crash reports "no checkpoint" instead of
+         * finding a stale one. */
+        if (st == SL_OK && !r.resuming && unlink(r.ckpt_path) != 0 && errno != ENOENT)
+            st = sl_error_set(err, SL_ERR_IO, "cannot remove the old checkpoint '%s': %s",
+                              r.ckpt_path, strerror(errno));
         if (result)
             snprintf(result->log_path, sizeof result->log_path, "%s", r.log_path);
         if (st == SL_OK) {
