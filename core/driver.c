@@ -1539,7 +1539,7 @@ static sl_status train(run *r, sl_error *err)
             st = sl_log_flush(r->log, err);
     }
     sl_progress prog;
-    sl_progress_start(&prog, r->out, style, c.steps);
+    sl_progress_start(&prog, r->out, style, done, c.steps);
     if (st == SL_OK && r->resuming)
         st = after_step(r, &c, done, 1, t_start, err);
     while (st == SL_OK && done < c.steps) {

@@ -29,7 +29,8 @@ void sl_format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-void sl_progress_start(sl_progress *p, FILE *out, sl_progress_style style, int64_t total)
+void sl_progress_start(sl_progress *p, FILE *out, sl_progress_style style, int64_t first,
+                       int64_t total)
 {
     memset(p, 0, sizeof *p);
     p->out = out;
@@ -37,8 +38,10 @@ void sl_progress_start(sl_progress *p, FILE *out, sl_progress_style style, int64
         style = isatty(fileno(out)) ? SL_PROGRESS_BAR : SL_PROGRESS_LINES;
     p->style = style;
     p->total = total;
+    p->first = first;
     p->start_s = sl_now_s();
-    p->next_line_step = total >= 10 ? total / 10 : 1;
+    int64_t stride = total >= 10 ? total / 10 : 1;
+    p->next_line_step = (first / stride + 1) * stride;
 }
 
 void sl_progress_update(sl_progress *p, int64_t done, double loss)
@@ -47,7 +50,7 @@ void sl_progress_update(sl_progress *p, int64_t done, double loss)
         return;
     double now = sl_now_s();
     double elapsed = now - p->start_s;
-    double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
+    double rate = elapsed > 0 ? (double)(done - p->first) / elapsed : 0.0;
     char eta[32];
     sl_format_duration(rate > 0 ? (double)(p->total - done) / rate : -1, eta, sizeof eta);
     if (p->style == SL_PROGRESS_BAR) {

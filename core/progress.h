@@ -17,6 +17,7 @@ typedef struct sl_progress {
     FILE *out;
     sl_progress_style style;
     int64_t total;
+    int64_t first;          /* steps already done at start (a resumed run) */
     double start_s;         /* monotonic clock at start */
     double last_draw_s;
     int64_t next_line_step; /* LINES: next step that prints */
@@ -26,7 +27,10 @@ typedef struct sl_progress {
 /* Monotonic wall-clock seconds. */
 double sl_now_s(void);
 
-void sl_progress_start(sl_progress *p, FILE *out, sl_progress_style style, int64_t total);
+/* `first`: steps already done when the display starts (non-zero on resume); the rate and the
+ * ETA count only the steps done since. */
+void sl_progress_start(sl_progress *p, FILE *out, sl_progress_style style, int64_t first,
+                       int64_t total);
 /* After step `done` (1-based count of finished steps). */
 void sl_progress_update(sl_progress *p, int64_t done, double loss);
 /* Clears the bar line (before printing anything else). */
