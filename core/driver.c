@@ -1474,9 +1474,10 @@ static void print_summary(run *r, int64_t done, int64_t ran, double seconds, sl_
         fprintf(out, "; loss %.4g at the first step, %.4g at the last", r->first_loss,
                 r->last_loss);
     if (r->has_reference && r->first_psnr_step >= 0)
-        fprintf(out, "; eval PSNR %.2f dB after %lld steps -> %.2f dB after %lld (%d views)",
+        fprintf(out, "; eval PSNR %.2f dB after %lld steps -> %.2f dB after %lld (%d view%s)",
                 r->first_psnr, (long long)r->first_psnr_step, r->last_psnr,
-                (long long)r->last_psnr_step, r->cams.eval_views);
+                (long long)r->last_psnr_step, r->cams.eval_views,
+                r->cams.eval_views == 1 ? "" : "s");
     fprintf(out, "; %lld render sets logged.\n", (long long)r->renders_logged);
 }
 

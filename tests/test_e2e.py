@@ -17,6 +17,7 @@ EXE = os.environ["STEINLAB_EXE"]
 SRC = os.environ["STEINLAB_SOURCE_ROOT"]
 BUILD = os.environ["STEINLAB_BUILD_ROOT"]
 QUICKSTART = os.path.join(SRC, "experiments", "quickstart-2d.yaml")
+WORLD_VIEW = os.path.join(SRC, "experiments", "world-view-2d.yaml")
 NAN_PLUGIN = os.path.join(BUILD, "tests", "plugins", "nan_at_step.so")
 # Attributes that describe the machine and the moment, not the computation.
 ENVIRONMENT_ATTRS = {"created", "host"}
@@ -198,11 +199,48 @@ class BadSpecs(unittest.TestCase):
                 self.assertNotIn("log:", r.stdout)
 
 
+class World(unittest.TestCase):
+    def test_world_commands(self):
+        r = run(["world", "list"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        prompts = r.stdout.strip().splitlines()
+        rooms = [p for p in prompts if "room" in p]
+        self.assertGreaterEqual(len(prompts) - len(rooms), 12)
+        self.assertGreaterEqual(len(rooms), 4)
+        for p in prompts:
+            self.assertEqual(run(["world", "show", p]).returncode, 0, p)
+        r = run(["world", "show", "a red spere on a blue box"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("did you mean 'sphere'?", r.stderr)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "view.png")
+            r = run(["world", "render", rooms[0], "--out", out, "--size", "48x32"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_world_view_2d(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "w.h5")
+            r = run(["run", WORLD_VIEW, f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                psnr = f["eval/psnr"][:]
+                print(f"world-view-2d: PSNR {psnr[0]:.2f} -> {psnr[-1]:.2f} dB", file=sys.stderr)
+                self.assertGreaterEqual(psnr[-1] - psnr[0], 5.0)
+                self.assertGreater(f["eval/ssim"][-1], f["eval/ssim"][0])
+                # Posterior-collapse diagnostics of the world prior, per t-bin.
+                self.assertIn("world_entropy_t9", f["steps"])
+                ent = f["steps/world_entropy"][:]
+                self.assertTrue(np.all(np.isfinite(ent)) and np.all(ent >= 0))
+                self.assertEqual(f["plugins/world"].attrs["conditioning"], "kernel")
+
+
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for name in ["image2d", "image", "sds", "constant"]:
+        for name in ["image2d", "image", "world", "sds", "constant"]:
             self.assertIn(f"  {name} ", r.stdout)
         r = run(["plugins", "image"])
         self.assertEqual(r.returncode, 0, r.stderr)
