@@ -236,6 +236,29 @@ class World(unittest.TestCase):
                 self.assertEqual(f["plugins/world"].attrs["conditioning"], "kernel")
 
 
+    def test_geometry_metrics_of_an_exact_representation(self):
+        """A representation that renders the scene exactly scores perfectly on every
+        ground-truth metric, at several views, in orbit and inside-out modes."""
+        oracle = os.path.join(BUILD, "tests", "plugins", "world_oracle.so")
+        for prompt, mode in [("a red sphere on a blue box", "orbit"),
+                             ("a room with a blue box and a green cone", "inside_out")]:
+            with self.subTest(prompt=prompt), tempfile.TemporaryDirectory() as tmp:
+                log = os.path.join(tmp, "o.h5")
+                r = run(["run", WORLD_VIEW, f"plugin_paths=[{oracle}]",
+                         "representation={plugin: world_oracle}",
+                         f"representation.prompt={prompt}", f"prior.prompt={prompt}",
+                         f"cameras.mode={mode}", "cameras.eval_views=3", "steps=2",
+                         f"log.path={log}"])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with h5py.File(log, "r") as f:
+                    self.assertTrue(np.all(np.isinf(f["eval/psnr"][:])), f["eval/psnr"][:])
+                    self.assertTrue(np.all(f["eval/ssim"][:] == 1.0))
+                    self.assertTrue(np.all(f["eval/mask_iou"][:] == 1.0))
+                    self.assertTrue(np.all(f["eval/depth_l1"][:] == 0.0))
+                    # The renders logged are the scene (not an empty frame).
+                    self.assertGreater(np.std(f["renders/rgb"][-1]), 10)
+
+
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])
