@@ -137,6 +137,15 @@ static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *er
         load_at = offsetof(sl_baseline_vtable, load_state);
         break;
     }
+    if (d->kind == SL_KIND_REPRESENTATION) {
+        const sl_representation_vtable *rv = d->vtable;
+        if (!rv->sample_field != !rv->field_bounds)
+            return sl_error_set(err, SL_ERR_PLUGIN,
+                                "%s: plugin '%s' (representation): has %s but not %s (mesh "
+                                "extraction needs both)", path, d->name,
+                                rv->sample_field ? "sample_field" : "field_bounds",
+                                rv->sample_field ? "field_bounds" : "sample_field");
+    }
     void *save_fn, *load_fn;
     memcpy(&save_fn, (const char *)d->vtable + save_at, sizeof save_fn);
     memcpy(&load_fn, (const char *)d->vtable + load_at, sizeof load_fn);

@@ -204,6 +204,14 @@ typedef struct sl_representation_vtable {
     sl_status (*backward)(void *state, const sl_render *grad, sl_error *err);
     /* (optional) Called after each optimizer step (occupancy updates, densification). */
     sl_status (*step_end)(void *state, int64_t step, sl_error *err);
+    /* (optional) For field representations (NeRF, ...): the density (and colour) of the
+     * scene at world points, so the host can extract a mesh (marching cubes) and score it.
+     * points: (n, 3); density: (n,) overwritten; rgb: (n, 3) in [0, 1] or NULL (not wanted).
+     * `bounds` receives the axis-aligned box (min xyz, max xyz) outside which the density is
+     * zero, and `threshold` a sensible default iso-level of the density. */
+    sl_status (*sample_field)(void *state, const float *points, size_t n, float *density,
+                              float *rgb, sl_error *err);
+    void (*field_bounds)(const void *state, float bounds[6], float *threshold);
     /* (optional) Checkpoints (steinlab/state_io.h): save everything beyond what the host
      * saves itself that the next steps depend on; load it back into a freshly created
      * state. Both NULL: the plugin has no such state. One without the other is refused. */
