@@ -37,6 +37,8 @@ typedef struct sl_value {
     sl_schedule *fl;        /* FLOAT_LIST: (len,) elements, numbers as constant schedules */
     bool *fl_sched;         /* FLOAT_LIST: (len,) whether element i was a schedule */
     char **sl;              /* STRING_LIST: (len,) */
+    sl_params *section;     /* SECTION: the nested parameters */
+    sl_node **entries;      /* PLUGIN_LIST: (len,) maps with `plugin:`, owned copies */
     char *yaml;             /* canonical YAML flow text of the value */
 } sl_value;
 
@@ -192,6 +194,13 @@ void sl_param_describe(const sl_param_def *def, char *buf, size_t size)
     case SL_PARAM_STRING_LIST:
         fmt_count(def, "string", count, sizeof count);
         snprintf(buf, size, "a list of %s", count);
+        break;
+    case SL_PARAM_SECTION:
+        snprintf(buf, size, "a map of the keys under %s", def->name);
+        break;
+    case SL_PARAM_PLUGIN_LIST:
+        fmt_count(def, "plugin section", count, sizeof count);
+        snprintf(buf, size, "a list of %s (NAME or {plugin: NAME, ...})", count);
         break;
     default:
         snprintf(buf, size, "(unknown parameter type %d)", (int)def->type);
@@ -446,6 +455,68 @@ static sl_status check_string_list(const sl_param_def *def, const sl_node *n, co
     return SL_OK;
 }
 
+/* A PLUGIN_LIST entry as a map {plugin: NAME, ...}: a bare scalar name is wrapped. */
+static sl_node *plugin_entry_map(const sl_node *item)
+{
+    if (item->kind == SL_NODE_MAP)
+        return sl_node_clone(item);
+    sl_node *m = calloc(1, sizeof *m), *k = calloc(1, sizeof *k);
+    sl_node *v = sl_node_clone(item);
+    sl_node **keys = malloc(sizeof *keys), **items = malloc(sizeof *items);
+    char *text = xstrdup("plugin");
+    if (!m || !k || !v || !keys || !items || !text) {
+        free(m);
+        free(k);
+        sl_node_free(v);
+        free(keys);
+        free(items);
+        free(text);
+        return NULL;
+    }
+    *k = (sl_node){ .kind = SL_NODE_SCALAR, .file = item->file, .line = item->line,
+                    .col = item->col, .text = text };
+    *m = (sl_node){ .kind = SL_NODE_MAP, .file = item->file, .line = item->line,
+                    .col = item->col, .n = 1, .items = items, .keys = keys };
+    keys[0] = k;
+    items[0] = v;
+    return m;
+}
+
+/* PLUGIN_LIST: a list whose entries are plugin names or maps with a scalar `plugin:`; the
+ * entries' own keys are the host's to validate against the named plugin's schema. */
+static sl_status check_plugin_list(const sl_param_def *def, const sl_node *n, const char *key,
+                                   const char *what, sl_value *out, sl_error *err)
+{
+    if (n->kind != SL_NODE_SEQ)
+        return expected(err, n, key, what);
+    sl_status st = check_list_shape(def, n, key, err);
+    if (st)
+        return st;
+    out->entries = calloc(n->n ? n->n : 1, sizeof *out->entries);
+    if (!out->entries)
+        return oom(err);
+    for (size_t k = 0; k < n->n; k++) {
+        const sl_node *item = n->items[k];
+        char *ik = key_index(key, k);
+        if (!ik)
+            return oom(err);
+        const sl_node *name = item->kind == SL_NODE_MAP ? sl_node_get(item, "plugin") : item;
+        if (item->kind == SL_NODE_SEQ || !name || name->kind != SL_NODE_SCALAR ||
+            name->text[0] == '\0') {
+            st = expected(err, name && name != item ? name : item, ik,
+                          "a plugin name or a map with 'plugin: NAME'");
+            free(ik);
+            return st;
+        }
+        free(ik);
+        out->entries[k] = plugin_entry_map(item);
+        if (!out->entries[k])
+            return oom(err);
+        out->len = k + 1;
+    }
+    return SL_OK;
+}
+
 /* Validates node n (the value of parameter def, dotted key `key`) into out. On failure out
  * may hold partial allocations: value_clear() releases them. */
 static sl_status check_value(const sl_param_def *def, const sl_node *n, const char *key,
@@ -481,6 +552,14 @@ static sl_status check_value(const sl_param_def *def, const sl_node *n, const ch
         return check_float_list(def, n, key, out, err);
     case SL_PARAM_STRING_LIST:
         return check_string_list(def, n, key, out, err);
+    case SL_PARAM_SECTION:
+        if (n->kind != SL_NODE_MAP && !(n->kind == SL_NODE_SCALAR && !n->quoted &&
+                                        n->text[0] == '\0'))
+            return expected(err, n, key, what);
+        return sl_params_resolve(n->kind == SL_NODE_MAP ? n : NULL, key, def->section, NULL,
+                                 &out->section, err);
+    case SL_PARAM_PLUGIN_LIST:
+        return check_plugin_list(def, n, key, what, out, err);
     }
     return sl_spec_error_at(err, n, key, "parameter has an unknown type %d", (int)def->type);
 }
@@ -559,6 +638,36 @@ static void tb_string(sl_strbuf *b, const char *s)
     free(q);
 }
 
+/* A node as YAML flow text: scalars that read back as what they are (numbers, bools
+ * bare; strings quoted when needed), maps as {k: v}, lists as [a, b]. */
+static void tb_node(sl_strbuf *b, const sl_node *n)
+{
+    bool bb;
+    int64_t i;
+    double f;
+    if (n->kind == SL_NODE_SCALAR) {
+        scalar_class c = classify(n, &bb, &i, &f);
+        if (c == SC_BOOL || c == SC_INT || c == SC_FLOAT)
+            sl_strbuf_puts(b, n->text);
+        else if (c == SC_NULL)
+            sl_strbuf_puts(b, "~");
+        else
+            tb_string(b, n->text);
+        return;
+    }
+    sl_strbuf_puts(b, n->kind == SL_NODE_MAP ? "{" : "[");
+    for (size_t k = 0; k < n->n; k++) {
+        if (k)
+            sl_strbuf_puts(b, ", ");
+        if (n->kind == SL_NODE_MAP) {
+            tb_string(b, n->keys[k]->text);
+            sl_strbuf_puts(b, ": ");
+        }
+        tb_node(b, n->items[k]);
+    }
+    sl_strbuf_puts(b, n->kind == SL_NODE_MAP ? "}" : "]");
+}
+
 static char *value_yaml(const sl_param_def *def, const sl_value *v)
 {
     sl_strbuf b;
@@ -592,6 +701,26 @@ static char *value_yaml(const sl_param_def *def, const sl_value *v)
         }
         sl_strbuf_puts(&b, "]");
         break;
+    case SL_PARAM_SECTION:
+        sl_strbuf_puts(&b, "{");
+        for (size_t k = 0; k < sl_params_count(v->section); k++) {
+            if (k)
+                sl_strbuf_puts(&b, ", ");
+            sl_strbuf_puts(&b, sl_params_name_at(v->section, k));
+            sl_strbuf_puts(&b, ": ");
+            sl_strbuf_puts(&b, sl_params_yaml_at(v->section, k));
+        }
+        sl_strbuf_puts(&b, "}");
+        break;
+    case SL_PARAM_PLUGIN_LIST:
+        sl_strbuf_puts(&b, "[");
+        for (size_t k = 0; k < v->len; k++) {
+            if (k)
+                sl_strbuf_puts(&b, ", ");
+            tb_node(&b, v->entries[k]);
+        }
+        sl_strbuf_puts(&b, "]");
+        break;
     }
     return sl_strbuf_take(&b);
 }
@@ -608,6 +737,11 @@ static void value_clear(sl_value *v)
         for (size_t k = 0; k < v->len; k++)
             free(v->sl[k]);
     free(v->sl);
+    sl_params_free(v->section);
+    if (v->entries)
+        for (size_t k = 0; k < v->len; k++)
+            sl_node_free(v->entries[k]);
+    free(v->entries);
     free(v->yaml);
     memset(v, 0, sizeof *v);
 }
@@ -780,6 +914,22 @@ sl_status sl_params_resolve(const sl_node *section, const char *key_path,
             st = sl_spec_error_at(err, section, key, "missing required key (expected %s)", what);
             goto fail;
         }
+        if (def->type == SL_PARAM_SECTION && !def->default_value) {
+            /* An absent section is an empty one: its own defaults apply, and its required
+             * keys are reported at this section. */
+            key = join_key(path, def->name);
+            if (!key) {
+                st = oom(err);
+                goto fail;
+            }
+            st = sl_params_resolve(NULL, key, def->section, NULL, &v->section, err);
+            free(key);
+            key = NULL;
+            if (st)
+                goto fail;
+            v->present = true;
+            continue;
+        }
         if (!def->default_value)
             continue;  /* optional without default: absent */
         st = resolve_default(def, v, err);
@@ -824,6 +974,8 @@ static const char *type_name(sl_param_type t)
     case SL_PARAM_CHOICE: return "choice";
     case SL_PARAM_FLOAT_LIST: return "list[float]";
     case SL_PARAM_STRING_LIST: return "list[string]";
+    case SL_PARAM_SECTION: return "map";
+    case SL_PARAM_PLUGIN_LIST: return "list[plugin]";
     }
     return "?";
 }
@@ -922,7 +1074,22 @@ const char *sl_params_string(const sl_params *p, const char *name)
 size_t sl_params_list_len(const sl_params *p, const char *name)
 {
     return lookup(p, name, "sl_params_list_len",
-                  TYPE_BIT(SL_PARAM_FLOAT_LIST) | TYPE_BIT(SL_PARAM_STRING_LIST), NULL)->len;
+                  TYPE_BIT(SL_PARAM_FLOAT_LIST) | TYPE_BIT(SL_PARAM_STRING_LIST) |
+                      TYPE_BIT(SL_PARAM_PLUGIN_LIST),
+                  NULL)->len;
+}
+
+const sl_params *sl_params_section(const sl_params *p, const char *name)
+{
+    return lookup(p, name, "sl_params_section", TYPE_BIT(SL_PARAM_SECTION), NULL)->section;
+}
+
+const sl_node *sl_params_plugin_entry(const sl_params *p, const char *name, size_t i)
+{
+    const char *fn = "sl_params_plugin_entry";
+    const sl_value *v = lookup(p, name, fn, TYPE_BIT(SL_PARAM_PLUGIN_LIST), NULL);
+    check_index(v, i, fn, name);
+    return v->entries[i];
 }
 
 double sl_params_list_float(const sl_params *p, const char *name, size_t i)
@@ -1039,10 +1206,30 @@ static void md_cell(FILE *out, const char *s, bool code)
     fputs(code ? "` |" : " |", out);
 }
 
+static void schema_print_table(FILE *out, const sl_param_schema *schema,
+                               sl_schema_format format);
+
+/* The table, then one table per nested section ("NAME keys:"), recursively. */
 void sl_schema_print(FILE *out, const sl_param_schema *schema, sl_schema_format format)
 {
     if (!out || !schema)
         return;
+    schema_print_table(out, schema, format);
+    for (size_t k = 0; k < schema->count; k++) {
+        const sl_param_def *def = &schema->defs[k];
+        if (def->type != SL_PARAM_SECTION || !def->section)
+            continue;
+        if (format == SL_SCHEMA_MARKDOWN)
+            fprintf(out, "\nKeys of `%s`:\n\n", def->name);
+        else
+            fprintf(out, "\n%s keys:\n", def->name);
+        sl_schema_print(out, def->section, format);
+    }
+}
+
+static void schema_print_table(FILE *out, const sl_param_schema *schema,
+                               sl_schema_format format)
+{
     if (format == SL_SCHEMA_MARKDOWN) {
         fputs("| Key | Type | Default | Accepts | Description |\n", out);
         fputs("|-----|------|---------|---------|-------------|\n", out);

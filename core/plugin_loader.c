@@ -190,9 +190,17 @@ static sl_status check_schema(const sl_plugin *d, const char *path, sl_error *er
             st = sl_error_set(err, SL_ERR_PLUGIN,
                               "%s: plugin '%s': parameter #%zu has an invalid or reserved name",
                               path, d->name, i);
-        else if (p->type < SL_PARAM_BOOL || p->type > SL_PARAM_STRING_LIST)
+        else if (p->type < SL_PARAM_BOOL || p->type > SL_PARAM_PLUGIN_LIST)
             st = sl_error_set(err, SL_ERR_PLUGIN, "%s: plugin '%s': parameter '%s' has an "
                               "unknown type %d", path, d->name, p->name, (int)p->type);
+        else if (p->type == SL_PARAM_SECTION && (!p->section || (p->section->count &&
+                                                                 !p->section->defs)))
+            st = sl_error_set(err, SL_ERR_PLUGIN, "%s: plugin '%s': section parameter '%s' "
+                              "has no schema", path, d->name, p->name);
+        else if (p->type == SL_PARAM_PLUGIN_LIST &&
+                 (p->plugin_kind < SL_KIND_PRIOR || p->plugin_kind > SL_KIND_BASELINE))
+            st = sl_error_set(err, SL_ERR_PLUGIN, "%s: plugin '%s': plugin-list parameter "
+                              "'%s' has no valid plugin_kind", path, d->name, p->name);
         else if (p->type == SL_PARAM_CHOICE && (!p->choices || !*p->choices))
             st = sl_error_set(err, SL_ERR_PLUGIN, "%s: plugin '%s': choice parameter '%s' "
                               "lists no choices", path, d->name, p->name);

@@ -750,6 +750,96 @@ static sl_params *defaults_of_top(void)
     return p;
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* Nested sections and plugin lists (the shape of an SSD estimator section)            */
+
+static const sl_param_def mu_defs[] = {
+    { .name = "shape", .type = SL_PARAM_CHOICE, .default_value = "scalar",
+      .choices = "scalar|channel|pixel|tbins", .doc = "shape of mu" },
+    { .name = "bins", .type = SL_PARAM_INT, .default_value = "10", .min = 1, .max = 1000,
+      .doc = "t-bins" },
+    { .name = "value", .type = SL_PARAM_FLOAT, .default_value = "1", .min = -INFINITY,
+      .max = INFINITY, .doc = "initial mu" },
+};
+static const sl_param_schema mu_schema = SL_PARAM_SCHEMA(mu_defs);
+static const sl_param_def ssd_defs[] = {
+    { .name = "baselines", .type = SL_PARAM_PLUGIN_LIST, .default_value = "[constant]",
+      .min_len = 1, .plugin_kind = 4, .doc = "Stein baselines" },
+    { .name = "mu", .type = SL_PARAM_SECTION, .section = &mu_schema, .doc = "control variate weight" },
+};
+
+static sl_status resolve_ssd(const char *yaml, sl_params **p, sl_error *err)
+{
+    sl_node *root = NULL;
+    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "ssd.yaml", &root, err);
+    if (st == SL_OK)
+        st = sl_params_resolve(sl_node_get(root, "estimator"), "estimator",
+                               &SL_PARAM_SCHEMA(ssd_defs), plugin_reserved, p, err);
+    sl_node_free(root);
+    return st;
+}
+
+START_TEST(test_sections_and_plugin_lists)
+{
+    sl_params *p = NULL;
+    sl_error err = { { 0 } };
+    /* Absent: the section's defaults and the list's default entry. */
+    ck_assert_int_eq(resolve_ssd("estimator: {plugin: ssd}\n", &p, &err), SL_OK);
+    const sl_params *mu = sl_params_section(p, "mu");
+    ck_assert_str_eq(sl_params_string(mu, "shape"), "scalar");
+    ck_assert_int_eq(sl_params_int(mu, "bins"), 10);
+    ck_assert_uint_eq(sl_params_list_len(p, "baselines"), 1);
+    ck_assert_str_eq(sl_node_get(sl_params_plugin_entry(p, "baselines", 0), "plugin")->text,
+                     "constant");
+    ck_assert_str_eq(sl_params_yaml_at(p, 0), "[{plugin: constant}]");
+    ck_assert_str_eq(sl_params_yaml_at(p, 1), "{shape: scalar, bins: 10, value: 1}");
+    sl_params_free(p);
+
+    /* Given: names and maps mix; the entries keep their keys and positions for the host. */
+    const char *yaml = "estimator:\n"
+                       "  plugin: ssd\n"
+                       "  baselines: [constant, {plugin: depth, offset: 1.5, label: d1}]\n"
+                       "  mu: {shape: tbins, bins: 4}\n";
+    ck_assert_msg(resolve_ssd(yaml, &p, &err) == SL_OK, "%s", err.msg);
+    const sl_node *e1 = sl_params_plugin_entry(p, "baselines", 1);
+    ck_assert_str_eq(sl_node_get(e1, "plugin")->text, "depth");
+    ck_assert_int_eq(sl_node_get(e1, "offset")->line, 3);
+    ck_assert_int_eq(sl_params_plugin_entry(p, "baselines", 0)->col, 15);
+    ck_assert_str_eq(sl_params_yaml_at(p, 0),
+                     "[{plugin: constant}, {plugin: depth, offset: 1.5, label: d1}]");
+    ck_assert_int_eq(sl_params_int(sl_params_section(p, "mu"), "bins"), 4);
+    ck_assert_str_eq(sl_params_yaml_at(p, 1), "{shape: tbins, bins: 4, value: 1}");
+    sl_params_free(p);
+
+    /* Errors carry the nested dotted key. */
+    static const struct { const char *yaml, *msg; } bad[] = {
+        { "estimator: {mu: {shap: tbins}}\n",
+          "ssd.yaml:1:18: estimator.mu.shap: unknown key (expected one of: shape, bins, "
+          "value); did you mean 'shape'?" },
+        { "estimator: {mu: 3}\n",
+          "ssd.yaml:1:17: estimator.mu: expected a map of the keys under mu, found '3'" },
+        { "estimator: {mu: {bins: 0}}\n",
+          "ssd.yaml:1:24: estimator.mu.bins: expected an integer in [1, 1000], found '0'" },
+        { "estimator: {baselines: []}\n",
+          "ssd.yaml:1:24: estimator.baselines: expected a list of at least 1 plugin section "
+          "(NAME or {plugin: NAME, ...}), found a list of 0 elements" },
+        { "estimator: {baselines: [{offset: 1}]}\n",
+          "ssd.yaml:1:25: estimator.baselines[0]: expected a plugin name or a map with "
+          "'plugin: NAME', found a map" },
+        { "estimator: {baselines: [[depth]]}\n",
+          "ssd.yaml:1:25: estimator.baselines[0]: expected a plugin name or a map with "
+          "'plugin: NAME', found a list of 1 element" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        p = NULL;
+        ck_assert_int_eq(resolve_ssd(bad[k].yaml, &p, &err), SL_ERR_SPEC);
+        ck_assert_msg(strcmp(err.msg, bad[k].msg) == 0, "case %zu:\n  got:      %s\n  "
+                      "expected: %s", k, err.msg, bad[k].msg);
+        ck_assert_ptr_null(p);
+    }
+}
+END_TEST
+
 START_TEST(test_misuse_undeclared)
 {
     sl_params *p = defaults_of_top();
@@ -810,6 +900,7 @@ static Suite *spec_suite(void)
     tcase_add_test(tc, test_nearest_word);
     tcase_add_test(tc, test_describe);
     tcase_add_test(tc, test_schema_print);
+    tcase_add_test(tc, test_sections_and_plugin_lists);
     suite_add_tcase(s, tc);
 
     /* Abort tests need Check's fork mode; without it they would end the whole run. */

@@ -198,6 +198,13 @@ static void touch_values(const sl_params *p, const sl_param_schema *schema)
             for (size_t i = 0; i < sl_params_list_len(p, def->name); i++)
                 sink += (double)strlen(sl_params_list_string(p, def->name, i));
             break;
+        case SL_PARAM_SECTION:
+            touch_values(sl_params_section(p, def->name), def->section);
+            break;
+        case SL_PARAM_PLUGIN_LIST:
+            for (size_t i = 0; i < sl_params_list_len(p, def->name); i++)
+                sink += (double)sl_params_plugin_entry(p, def->name, i)->n;
+            break;
         }
     }
     (void)sink;

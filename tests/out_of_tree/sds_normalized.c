@@ -20,8 +20,8 @@ typedef struct state {
 } state;
 
 static const sl_param_def params[] = {
-    { "target_rms", SL_PARAM_FLOAT, 0, "1.0", 1e-6, 1e6, NULL, 0, 0,
-      "Root-mean-square value of Delta after rescaling, per batch element" },
+    { .name = "target_rms", .type = SL_PARAM_FLOAT, .default_value = "1.0", .min = 1e-6,
+      .max = 1e6, .doc = "Root-mean-square value of Delta after rescaling, per batch element" },
 };
 
 static sl_status create(const sl_host *host, const sl_params *p, void **out, sl_error *err)

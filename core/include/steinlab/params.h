@@ -26,13 +26,20 @@ typedef enum sl_param_type {
     SL_PARAM_CHOICE,       /* one of `choices` */
     SL_PARAM_FLOAT_LIST,   /* list of numbers, each within [min, max] (each may be a
                               schedule when SL_PARAM_SCHEDULABLE); length in [min_len, max_len] */
-    SL_PARAM_STRING_LIST   /* list of strings; length in [min_len, max_len] */
+    SL_PARAM_STRING_LIST,  /* list of strings; length in [min_len, max_len] */
+    SL_PARAM_SECTION,      /* a nested map validated against `section` (defaults filled in;
+                              default_value NULL means {}) */
+    SL_PARAM_PLUGIN_LIST   /* a list of plugin sections of kind `plugin_kind`: each entry a
+                              plugin name or a map with `plugin:` (and the plugin's keys and
+                              an optional `label:`); the HOST resolves and creates them */
 } sl_param_type;
 
 enum {
     SL_PARAM_SCHEDULABLE = 1u << 0,  /* FLOAT / FLOAT_LIST elements accept [s0, v0, v1, s1] */
     SL_PARAM_REQUIRED = 1u << 1      /* the spec must give it (default_value is NULL) */
 };
+
+struct sl_param_schema;
 
 typedef struct sl_param_def {
     const char *name;           /* key in the spec section; [a-z0-9_]+ */
@@ -45,6 +52,8 @@ typedef struct sl_param_def {
     const char *choices;        /* CHOICE only: alternatives separated by '|' ("sds|uniform") */
     int min_len, max_len;       /* lists only: allowed length; max_len 0 means unbounded */
     const char *doc;            /* one line for `steinlab plugins NAME` and the spec reference */
+    const struct sl_param_schema *section;  /* SECTION only: the nested schema */
+    int plugin_kind;            /* PLUGIN_LIST only: the sl_plugin_kind of the entries */
 } sl_param_def;
 
 typedef struct sl_param_schema {
@@ -68,10 +77,12 @@ double sl_params_float(const sl_params *p, const char *name);   /* a schedule's 
 sl_schedule sl_params_schedule(const sl_params *p, const char *name);  /* FLOAT (constant if
                                                                           given as a number) */
 const char *sl_params_string(const sl_params *p, const char *name);   /* STRING and CHOICE */
-size_t sl_params_list_len(const sl_params *p, const char *name);
+size_t sl_params_list_len(const sl_params *p, const char *name);   /* also PLUGIN_LIST */
 double sl_params_list_float(const sl_params *p, const char *name, size_t i);
 sl_schedule sl_params_list_schedule(const sl_params *p, const char *name, size_t i);
 const char *sl_params_list_string(const sl_params *p, const char *name, size_t i);
+/* SECTION: the nested parameters (always present: defaults fill an absent section). */
+const sl_params *sl_params_section(const sl_params *p, const char *name);
 
 /* Iteration over resolved values, in schema order, for logging: the name of the i-th
  * parameter and its value as canonical YAML flow text ("0.01", "[0.02, 0.98]", "\"a b\"").

@@ -57,6 +57,11 @@ sl_status sl_params_resolve(const sl_node *section, const char *key_path,
                             sl_params **out, sl_error *err);
 void sl_params_free(sl_params *p);
 
+/* PLUGIN_LIST: entry i as written, normalised to a map with a `plugin:` key (a bare name
+ * `sds` becomes {plugin: sds} positioned at the name). Owned by p. For the host, which
+ * resolves each entry against its plugin's schema and creates the instances. */
+const sl_node *sl_params_plugin_entry(const sl_params *p, const char *name, size_t i);
+
 /* Resolves a schema's defaults alone (an empty section). */
 sl_status sl_params_defaults(const sl_param_schema *schema, sl_params **out, sl_error *err);
 
