@@ -40,16 +40,30 @@
 
 typedef struct run run;
 
-typedef struct instance {
-    const char *section;          /* "prior", "representation", "estimator" */
+typedef struct instance instance;
+
+/* The baselines created from one PLUGIN_LIST parameter of an instance. */
+typedef struct baseline_set {
+    const char *param;            /* the parameter's name in the owner's schema */
+    size_t n;
+    instance **insts;             /* (n,) */
+    sl_baseline_ref *refs;        /* (n,) what host->baselines() hands out */
+} baseline_set;
+
+struct instance {
+    const char *section;          /* "prior", "representation", "estimator", or the dotted
+                                     key of a baseline entry ("estimator.baselines[1]") */
+    char section_buf[96];         /* storage of `section` for baselines */
     const sl_plugin *desc;
     const char *lib_path;
-    char label[80];
+    char label[160];              /* baselines: "<owner label>.<entry label>" */
     sl_params *params;
     sl_host host;
     run *owner;
     void *state;                  /* NULL until created */
-} instance;
+    baseline_set *sets;           /* (n_sets,) this instance's baselines */
+    size_t n_sets;
+};
 
 typedef struct series_decl {
     char *name;
@@ -68,6 +82,8 @@ struct run {
     sl_params **group_params;      /* (n_groups,) optimizer.groups.<name>, NULL if absent */
     sl_registry *registry;
     instance prior, repr, est;
+    instance **baselines;          /* (n_baselines,) every baseline instance, creation order */
+    size_t n_baselines;
     sl_prior_ref prior_ref;
     sl_prior_info pinfo;
     sl_diffusion diffusion;
@@ -226,6 +242,19 @@ static const sl_prior_ref *host_prior(const sl_host *h)
     return &r->prior_ref;
 }
 
+static size_t host_baselines(const sl_host *h, const char *param, const sl_baseline_ref **out)
+{
+    instance *inst = h->host_ctx;
+    *out = NULL;
+    for (size_t k = 0; param && k < inst->n_sets; k++) {
+        if (strcmp(inst->sets[k].param, param) == 0) {
+            *out = inst->sets[k].refs;
+            return inst->sets[k].n;
+        }
+    }
+    return 0;
+}
+
 static void init_host(run *r, instance *inst, uint32_t stream_base)
 {
     inst->owner = r;
@@ -244,6 +273,7 @@ static void init_host(run *r, instance *inst, uint32_t stream_base)
         .prior = host_prior,
         .diffusion = inst == &r->prior ? NULL : &r->diffusion,
         .spec_dir = r->spec_dir,
+        .baselines = host_baselines,
     };
 }
 
@@ -428,6 +458,10 @@ static sl_status create_instance(run *r, instance *inst, uint32_t stream_base, s
         st = ((const sl_estimator_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
                                                                       &inst->state, err);
         break;
+    case SL_KIND_BASELINE:
+        st = ((const sl_baseline_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
+                                                                     &inst->state, err);
+        break;
     default:
         st = sl_error_set(err, SL_ERR_PLUGIN, "unexpected plugin kind");
     }
@@ -450,9 +484,125 @@ static void destroy_instance(instance *inst)
     case SL_KIND_ESTIMATOR:
         ((const sl_estimator_vtable *)inst->desc->vtable)->destroy(inst->state);
         break;
-    default: break;
+    case SL_KIND_BASELINE:
+        ((const sl_baseline_vtable *)inst->desc->vtable)->destroy(inst->state);
+        break;
     }
     inst->state = NULL;
+}
+
+static const char *output_name(uint32_t bit);
+
+/* The baselines listed in `owner`'s PLUGIN_LIST parameters of kind BASELINE: each entry is
+ * resolved against its plugin's schema (keys `plugin` and `label` reserved), checked
+ * against what the representation renders, and created, before the owner itself is
+ * created (its create() may look at them through host->baselines). Labels are the entry's
+ * `label:` or the plugin's name, numbered when repeated ("depth", "depth_2"). */
+static sl_status create_baselines(run *r, instance *owner, sl_error *err)
+{
+    const sl_param_schema *schema = &owner->desc->params;
+    size_t n_lists = 0;
+    for (size_t d = 0; d < schema->count; d++)
+        n_lists += schema->defs[d].type == SL_PARAM_PLUGIN_LIST &&
+                   schema->defs[d].plugin_kind == SL_KIND_BASELINE;
+    if (!n_lists)
+        return SL_OK;
+    owner->sets = calloc(n_lists, sizeof *owner->sets);
+    if (!owner->sets)
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    for (size_t d = 0; d < schema->count; d++) {
+        const sl_param_def *def = &schema->defs[d];
+        if (def->type != SL_PARAM_PLUGIN_LIST || def->plugin_kind != SL_KIND_BASELINE ||
+            !sl_params_has(owner->params, def->name))
+            continue;
+        baseline_set *set = &owner->sets[owner->n_sets++];
+        set->param = def->name;
+        size_t n = sl_params_list_len(owner->params, def->name);
+        set->insts = calloc(n ? n : 1, sizeof *set->insts);
+        set->refs = calloc(n ? n : 1, sizeof *set->refs);
+        instance **grown = realloc(r->baselines, (r->n_baselines + n + 1) * sizeof *grown);
+        if (!set->insts || !set->refs || !grown) {
+            free(grown == r->baselines ? NULL : grown);
+            return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+        }
+        r->baselines = grown;
+        for (size_t i = 0; i < n; i++) {
+            const sl_node *entry = sl_params_plugin_entry(owner->params, def->name, i);
+            const sl_node *name = sl_node_get(entry, "plugin");
+            instance *b = calloc(1, sizeof *b);
+            if (!b)
+                return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+            r->baselines[r->n_baselines++] = b;
+            set->insts[set->n++] = b;
+            snprintf(b->section_buf, sizeof b->section_buf, "%s.%s[%zu]", owner->section,
+                     def->name, i);
+            b->section = b->section_buf;
+            char key[128];
+            snprintf(key, sizeof key, "%s.plugin", b->section);
+            b->desc = sl_registry_find(r->registry, SL_KIND_BASELINE, name->text, &b->lib_path);
+            if (!b->desc) {
+                const char *cands[256];
+                size_t nc = 0;
+                for (size_t j = 0; j < sl_registry_count(r->registry) && nc < 256; j++) {
+                    const sl_plugin *pd = sl_registry_at(r->registry, j, NULL);
+                    if (pd->kind == SL_KIND_BASELINE)
+                        cands[nc++] = pd->name;
+                }
+                const char *near = sl_nearest_word(name->text, cands, nc);
+                return sl_spec_error_at(err, name, key, "expected a baseline plugin, found "
+                                        "unknown plugin '%s'%s%s%s", name->text,
+                                        near ? "; did you mean '" : "", near ? near : "",
+                                        near ? "'?" : "");
+            }
+            const sl_node *label = sl_node_get(entry, "label");
+            char short_label[64];
+            if (label) {
+                snprintf(key, sizeof key, "%s.label", b->section);
+                if (label->kind != SL_NODE_SCALAR || !sl_valid_name(label->text))
+                    return sl_spec_error_at(err, label, key, "expected a label of [a-z0-9_]+, "
+                                            "found %s", label->kind == SL_NODE_SCALAR
+                                                            ? label->text : "a collection");
+                snprintf(short_label, sizeof short_label, "%s", label->text);
+            } else {
+                snprintf(short_label, sizeof short_label, "%s", b->desc->name);
+                int copies = 1;
+                for (size_t j = 0; j + 1 < set->n; j++)
+                    copies += set->insts[j]->desc == b->desc;
+                if (copies > 1)
+                    snprintf(short_label, sizeof short_label, "%s_%d", b->desc->name, copies);
+            }
+            for (size_t j = 0; j + 1 < set->n; j++)
+                if (!strcmp(set->refs[j].label, short_label))
+                    return sl_spec_error_at(err, label ? label : entry, b->section,
+                                            "expected distinct baseline labels, found '%s' "
+                                            "twice", short_label);
+            snprintf(b->label, sizeof b->label, "%.64s.%.64s", owner->label, short_label);
+            static const char *const reserved[] = { "plugin", "label", NULL };
+            sl_status st = sl_params_resolve(entry, b->section, &b->desc->params, reserved,
+                                             &b->params, err);
+            if (st != SL_OK)
+                return st;
+            const sl_baseline_vtable *bv = b->desc->vtable;
+            uint32_t needs = bv->required_outputs ? bv->required_outputs(b->params)
+                                                  : SL_RENDER_RGB;
+            for (uint32_t bit = 1; bit <= SL_RENDER_OPACITY; bit <<= 1)
+                if ((needs & bit) && !(r->repr_outputs & bit)) {
+                    snprintf(key, sizeof key, "%s.plugin", b->section);
+                    return sl_spec_error_at(err, name, key,
+                                            "baseline '%s' needs the representation's %s "
+                                            "output, but representation '%s' does not render "
+                                            "it", b->desc->name, output_name(bit),
+                                            r->repr.label);
+                }
+            st = create_instance(r, b, SL_STREAM_PLUGIN_BASE + 0x300 +
+                                           0x100 * (uint32_t)(r->n_baselines - 1), err);
+            if (st != SL_OK)
+                return st;
+            set->refs[set->n - 1] = (sl_baseline_ref){ bv, b->state, b->label +
+                                                       strlen(owner->label) + 1, b->desc };
+        }
+    }
+    return SL_OK;
 }
 
 static const char *output_name(uint32_t bit)
@@ -672,9 +822,31 @@ static void state_fns(const instance *inst, state_fn *save, state_fn *load)
         *load = v->load_state;
         break;
     }
-    default: break;
+    case SL_KIND_BASELINE: {
+        const sl_baseline_vtable *v = inst->desc->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
     }
 }
+
+/* Every plugin instance of the run, in creation order (destroy in reverse); at most
+ * `max`. Returns how many there are. */
+static size_t all_instances(run *r, instance **out, size_t max)
+{
+    size_t n = 0;
+    instance *fixed[3] = { &r->prior, &r->repr, &r->est };
+    for (int i = 0; i < 3; i++)
+        if (n < max)
+            out[n++] = fixed[i];
+    for (size_t b = 0; b < r->n_baselines; b++)
+        if (n < max)
+            out[n++] = r->baselines[b];
+    return n;
+}
+
+enum { MAX_INSTANCES = 3 + 256 };
 
 static char *resolved_spec_yaml(const run *r);
 
@@ -749,13 +921,14 @@ static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error
         if (st == SL_OK)
             st = sl_state_put(io, name, SL_STATE_F32, sl_adam_moment(r->adam, g, 2), pg->n, err);
     }
-    instance *insts[3] = { &r->prior, &r->repr, &r->est };
-    for (int i = 0; i < 3 && st == SL_OK; i++) {
+    instance *insts[MAX_INSTANCES];
+    size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
+    for (size_t i = 0; i < n_insts && st == SL_OK; i++) {
         state_fn save, load;
         state_fns(insts[i], &save, &load);
         if (!save)
             continue;
-        char section[128];
+        char section[200];
         snprintf(section, sizeof section, "plugins/%s", insts[i]->label);
         if ((st = sl_ckpt_section(c, section, &io, err)) == SL_OK &&
             (st = save(insts[i]->state, io, err)) != SL_OK)
@@ -771,13 +944,14 @@ static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error
 
 static sl_status load_plugin_states(run *r, sl_error *err)
 {
-    instance *insts[3] = { &r->prior, &r->repr, &r->est };
-    for (int i = 0; i < 3; i++) {
+    instance *insts[MAX_INSTANCES];
+    size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
+    for (size_t i = 0; i < n_insts; i++) {
         state_fn save, load;
         state_fns(insts[i], &save, &load);
         if (!load)
             continue;
-        char section[128];
+        char section[200];
         sl_state_io *io;
         snprintf(section, sizeof section, "plugins/%s", insts[i]->label);
         sl_status st = sl_ckpt_section(r->resume, section, &io, err);
@@ -897,6 +1071,8 @@ static sl_status validate_and_create(run *r, sl_error *err)
                                     "estimator '%s' needs the representation's %s output, but "
                                     "representation '%s' does not render it",
                                     r->est.label, output_name(bit), r->repr.label);
+    if ((st = create_baselines(r, &r->est, err)) != SL_OK)
+        return st;
     if ((st = create_instance(r, &r->est, SL_STREAM_PLUGIN_BASE + 0x200, err)) != SL_OK)
         return st;
     r->defining = 0;
@@ -986,7 +1162,7 @@ static char *resolved_spec_yaml(const run *r)
 static sl_status log_instance_attrs(run *r, const instance *inst, const sl_params *extra,
                                     sl_error *err)
 {
-    char path[128];
+    char path[200];
     snprintf(path, sizeof path, "/plugins/%s", inst->label);
     sl_status st = sl_log_attr_string(r->log, path, "plugin", inst->desc->name, err);
     if (st == SL_OK)
@@ -1068,6 +1244,8 @@ static sl_status define_log(run *r, sl_error *err)
     if (st == SL_OK) st = log_instance_attrs(r, &r->prior, NULL, err);
     if (st == SL_OK) st = log_instance_attrs(r, &r->repr, NULL, err);
     if (st == SL_OK) st = log_instance_attrs(r, &r->est, r->est_core, err);
+    for (size_t b = 0; b < r->n_baselines && st == SL_OK; b++)
+        st = log_instance_attrs(r, r->baselines[b], NULL, err);
     if (st != SL_OK)
         return st;
     return define_tables(r, err);
@@ -1567,6 +1745,17 @@ static sl_status train(run *r, sl_error *err)
 static void run_free(run *r)
 {
     destroy_instance(&r->est);
+    for (size_t b = r->n_baselines; b-- > 0;) {
+        destroy_instance(r->baselines[b]);
+        sl_params_free(r->baselines[b]->params);
+        free(r->baselines[b]);
+    }
+    free(r->baselines);
+    for (size_t k = 0; k < r->est.n_sets; k++) {
+        free(r->est.sets[k].insts);
+        free(r->est.sets[k].refs);
+    }
+    free(r->est.sets);
     destroy_instance(&r->repr);
     destroy_instance(&r->prior);
     sl_adam_destroy(r->adam);

@@ -44,6 +44,7 @@ extern "C" {
 #define SL_PLUGIN_EXPORT __attribute__((visibility("default")))
 
 typedef struct sl_host sl_host;   /* host services, defined below */
+typedef struct sl_baseline_ref sl_baseline_ref;   /* a live baseline, defined below */
 
 typedef enum sl_plugin_kind {
     SL_KIND_PRIOR = 1,
@@ -174,6 +175,12 @@ struct sl_host {
     /* Directory of the spec file ("." for a spec given on standard input). Relative paths
      * in a spec are relative to it: see sl_host_path. */
     const char *spec_dir;
+    /* (never NULL) The baseline instances the host created from this plugin's PLUGIN_LIST
+     * parameter `param` (entries of kind SL_KIND_BASELINE), in list order: *out receives an
+     * array valid until destroy(), the return value its length (0 when the parameter is
+     * absent or not a baseline list). The host creates, saves, restores and destroys them;
+     * the plugin calls their eval() and update(). */
+    size_t (*baselines)(const sl_host *h, const char *param, const sl_baseline_ref **out);
 };
 
 /* Resolves a path from a spec: absolute paths are kept, relative ones are joined to
@@ -285,6 +292,14 @@ typedef struct sl_baseline_vtable {
     sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
     sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
 } sl_baseline_vtable;
+
+/* A live baseline instance, handed to the estimator that lists it. */
+struct sl_baseline_ref {
+    const sl_baseline_vtable *vt;
+    void *state;
+    const char *label;        /* the entry's `label:`, else its plugin name (made unique) */
+    const struct sl_plugin *desc;
+};
 
 /* ---------------------------------------------------------------- descriptor */
 
