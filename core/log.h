@@ -66,6 +66,33 @@ sl_status sl_log_renders_create(sl_log *log, const char *kind, int views, int he
 sl_status sl_log_renders_append(sl_log *log, const char *kind, int64_t step,
                                 const uint8_t *data, sl_error *err);
 
+/* Arrays: an extendable dataset (n,) or (n, cols) of one dtype, written whole at once
+ * (e.g. /mesh/vertices (V, 3) float32, filled at the end of a run). Created empty in the
+ * definition phase; sl_log_array_write replaces its content (any number of rows, also 0)
+ * at any time, SWMR included: HDF5 1.10 lets a SWMR writer change a dataset's extent. */
+typedef enum sl_log_array_type {
+    SL_LOG_ARRAY_F32 = 0, SL_LOG_ARRAY_F64, SL_LOG_ARRAY_I32, SL_LOG_ARRAY_I64, SL_LOG_ARRAY_U8
+} sl_log_array_type;
+/* cols == 0: a 1-D dataset (n,); cols > 0: (n, cols). `path` is absolute ("/mesh/faces");
+ * missing groups are created. Not in a reopened log (use sl_log_array_open). */
+sl_status sl_log_array_create(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                              const char *doc, sl_error *err);
+/* A reopened log: attaches an existing array, which must have this type and column count.
+ * SL_ERR_FORMAT when it is missing or differs. */
+sl_status sl_log_array_open(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                            sl_error *err);
+/* Sets the array's rows to data (rows x max(cols, 1) elements of its type), flushed. */
+sl_status sl_log_array_write(sl_log *log, const char *path, const void *data, int64_t rows,
+                             sl_error *err);
+/* Reads an array of a log file (opened read-only in SWMR mode, so live and killed logs
+ * work): *data is malloc'd (NULL when rows == 0), *rows its rows. SL_ERR_FORMAT (message
+ * names the path) when it is missing or has another type or column count. */
+sl_status sl_log_read_array(const char *log_path, const char *path, sl_log_array_type type,
+                            int cols, void **data, int64_t *rows, sl_error *err);
+/* 1 when the log file has an object at `path`, 0 when not, -1 (with err) when it cannot be
+ * read. */
+int sl_log_has_object(const char *log_path, const char *path, sl_error *err);
+
 /* Ends the definition phase (writes everything defined so far, then H5Fstart_swmr_write). */
 sl_status sl_log_start_swmr(sl_log *log, sl_error *err);
 

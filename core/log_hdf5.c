@@ -77,7 +77,16 @@ struct sl_log {
     hid_t render_step;           /* /renders/step, or H5I_INVALID_HID before the first kind */
     int64_t render_steps;        /* rows in /renders/step */
     int64_t last_render_step;    /* value of the last row of /renders/step */
+    struct sl_log_array *arrays; /* (narrays) see sl_log_array_create */
+    int narrays, cap_arrays;
 };
+
+typedef struct sl_log_array {
+    char *path;
+    hid_t dset;
+    sl_log_array_type type;
+    int cols;                    /* 0: 1-D */
+} sl_log_array;
 
 /* ---- HDF5 error handling ------------------------------------------------------------ */
 
@@ -1110,6 +1119,12 @@ static void log_free(sl_log *log)
         free(log->renders[i].kind);
     }
     free(log->renders);
+    for (int i = 0; i < log->narrays; i++) {
+        if (log->arrays[i].dset >= 0)
+            H5Dclose(log->arrays[i].dset);
+        free(log->arrays[i].path);
+    }
+    free(log->arrays);
     if (log->render_step >= 0)
         H5Dclose(log->render_step);
     if (log->file >= 0)
@@ -1142,6 +1157,11 @@ sl_status sl_log_close(sl_log *log, sl_error *err)
     if (log->render_step >= 0)
         H5Dclose(log->render_step);
     log->render_step = H5I_INVALID_HID;
+    for (int i = 0; i < log->narrays; i++) {
+        if (log->arrays[i].dset >= 0)
+            H5Dclose(log->arrays[i].dset);
+        log->arrays[i].dset = H5I_INVALID_HID;
+    }
     if (H5Fclose(log->file) < 0 && st == SL_OK)
         st = h5_fail(err, SL_ERR_IO, log, "H5Fclose", log->path);
     log->file = H5I_INVALID_HID;
@@ -1620,4 +1640,357 @@ sl_status sl_log_read_attr_string(const char *path, const char *obj_path, const 
     sl_status st = read_attr_string(path, obj_path, name, value, err);
     quiet_end(q);
     return st;
+}
+
+/* ---- arrays ------------------------------------------------------------------------------ */
+
+static hid_t array_file_type(sl_log_array_type t)
+{
+    switch (t) {
+    case SL_LOG_ARRAY_F32: return H5T_IEEE_F32LE;
+    case SL_LOG_ARRAY_F64: return H5T_IEEE_F64LE;
+    case SL_LOG_ARRAY_I32: return H5T_STD_I32LE;
+    case SL_LOG_ARRAY_I64: return H5T_STD_I64LE;
+    default: return H5T_STD_U8LE;
+    }
+}
+
+static hid_t array_mem_type(sl_log_array_type t)
+{
+    switch (t) {
+    case SL_LOG_ARRAY_F32: return H5T_NATIVE_FLOAT;
+    case SL_LOG_ARRAY_F64: return H5T_NATIVE_DOUBLE;
+    case SL_LOG_ARRAY_I32: return H5T_NATIVE_INT32;
+    case SL_LOG_ARRAY_I64: return H5T_NATIVE_INT64;
+    default: return H5T_NATIVE_UINT8;
+    }
+}
+
+static size_t array_elem_size(sl_log_array_type t)
+{
+    return t == SL_LOG_ARRAY_F64 || t == SL_LOG_ARRAY_I64 ? 8 : t == SL_LOG_ARRAY_U8 ? 1 : 4;
+}
+
+static const char *array_type_name(sl_log_array_type t)
+{
+    static const char *names[] = { "float32", "float64", "int32", "int64", "uint8" };
+    return (unsigned)t < 5 ? names[t] : "?";
+}
+
+/* 1 when every component of path exists in file, 0 when one does not, -1 on error. */
+static int path_exists(hid_t file, const char *path)
+{
+    char *p = dup_str(path);
+    if (!p)
+        return -1;
+    int has = 1;
+    for (char *c = p + 1; has == 1; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        htri_t ex = H5Lexists(file, p, H5P_DEFAULT);
+        has = ex < 0 ? -1 : ex > 0;
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(p);
+    return has;
+}
+
+static sl_log_array *find_array(sl_log *log, const char *path)
+{
+    for (int i = 0; i < log->narrays; i++)
+        if (!strcmp(log->arrays[i].path, path))
+            return &log->arrays[i];
+    return NULL;
+}
+
+static sl_status array_check_args(sl_log *log, const char *fn, const char *path,
+                                  sl_log_array_type type, int cols, sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "%s: log is NULL", fn);
+    if (!valid_obj_path(path) || !strcmp(path, "/"))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': %s: invalid path '%s'",
+                            log->path, fn, path ? path : "(null)");
+    if ((unsigned)type > SL_LOG_ARRAY_U8 || cols < 0)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': %s: bad type or columns for '%s'",
+                            log->path, fn, path);
+    if (find_array(log, path))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': array '%s' defined twice",
+                            log->path, path);
+    if (log->narrays == log->cap_arrays) {
+        int cap = log->cap_arrays ? 2 * log->cap_arrays : 4;
+        sl_log_array *na = realloc(log->arrays, (size_t)cap * sizeof *na);
+        if (!na)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        log->arrays = na;
+        log->cap_arrays = cap;
+    }
+    return SL_OK;
+}
+
+static sl_status array_create(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                              const char *doc, sl_error *err)
+{
+    sl_status st = array_check_args(log, "sl_log_array_create", path, type, cols, err);
+    if (st != SL_OK)
+        return st;
+    if (log->swmr || log->reopened) {
+        char what[300];
+        snprintf(what, sizeof what, "create array '%s'", path);
+        return log->swmr ? swmr_refusal(log, err, what) : reopened_refusal(log, err, what);
+    }
+    /* The parent groups ("/mesh" for "/mesh/faces"). */
+    char *parent = dup_str(path);
+    if (!parent)
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    st = ensure_groups(log, parent, err);
+    free(parent);
+    if (st != SL_OK)
+        return st;
+    int rank = cols ? 2 : 1;
+    hsize_t dims[2] = { 0, (hsize_t)cols }, maxdims[2] = { H5S_UNLIMITED, (hsize_t)cols };
+    /* Chunks of about 64 KiB: a mesh of a few hundred thousand vertices is a few chunks. */
+    size_t row_bytes = array_elem_size(type) * (size_t)(cols ? cols : 1);
+    hsize_t chunk[2] = { (hsize_t)(65536 / row_bytes), (hsize_t)cols };
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t doc_type = H5I_INVALID_HID;
+    char *path_copy = dup_str(path);
+    if (!path_copy) {
+        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        goto cleanup;
+    }
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", path);
+        goto cleanup;
+    }
+    space = H5Screate_simple(rank, dims, maxdims);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", path);
+        goto cleanup;
+    }
+    dset = H5Dcreate2(log->file, path, array_file_type(type), space, H5P_DEFAULT, dcpl,
+                      H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", path);
+        goto cleanup;
+    }
+    doc_type = vlen_utf8_type();
+    if (doc_type < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", path);
+        goto cleanup;
+    }
+    const char *d = doc ? doc : "";
+    if ((st = write_attr_on(log, dset, path, "doc", doc_type, &d, err)) != SL_OK)
+        goto cleanup;
+    log->arrays[log->narrays++] = (sl_log_array){ path_copy, dset, type, cols };
+    path_copy = NULL;
+    dset = H5I_INVALID_HID;
+cleanup:
+    if (dset >= 0) {
+        H5Dclose(dset);
+        H5Ldelete(log->file, path, H5P_DEFAULT);
+    }
+    if (doc_type >= 0)
+        H5Tclose(doc_type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    free(path_copy);
+    return st;
+}
+
+sl_status sl_log_array_create(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                              const char *doc, sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = array_create(log, path, type, cols, doc, err);
+    quiet_end(q);
+    return st;
+}
+
+/* Checks that dset is a chunked array of `type` with `cols` columns (0: 1-D). */
+static int array_matches(hid_t dset, sl_log_array_type type, int cols)
+{
+    hid_t ft = H5Dget_type(dset), space = H5Dget_space(dset);
+    int ok = ft >= 0 && space >= 0 && H5Tequal(ft, array_file_type(type)) > 0;
+    if (ok) {
+        int rank = H5Sget_simple_extent_ndims(space);
+        hsize_t dims[2] = { 0, 0 };
+        ok = rank == (cols ? 2 : 1) && H5Sget_simple_extent_dims(space, dims, NULL) >= 0 &&
+             (!cols || dims[1] == (hsize_t)cols);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (space >= 0)
+        H5Sclose(space);
+    return ok;
+}
+
+static sl_status array_open(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                            sl_error *err)
+{
+    sl_status st = reopen_check(log, "sl_log_array_open", err);
+    if (st == SL_OK)
+        st = array_check_args(log, "sl_log_array_open", path, type, cols, err);
+    if (st != SL_OK)
+        return st;
+    int has = path_exists(log->file, path);
+    if (has < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Lexists", path);
+    if (!has)
+        return sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no array '%s'", log->path, path);
+    hid_t dset = H5Dopen2(log->file, path, H5P_DEFAULT);
+    if (dset < 0)
+        return h5_fail(err, SL_ERR_FORMAT, log, "H5Dopen2", path);
+    char *path_copy = dup_str(path);
+    if (!path_copy || !array_matches(dset, type, cols)) {
+        H5Dclose(dset);
+        free(path_copy);
+        if (!path_copy)
+            return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+        return sl_error_set(err, SL_ERR_FORMAT, "log '%s': '%s' is not a %s array of %d "
+                            "column%s", log->path, path, array_type_name(type), cols,
+                            cols == 1 ? "" : "s");
+    }
+    log->arrays[log->narrays++] = (sl_log_array){ path_copy, dset, type, cols };
+    return SL_OK;
+}
+
+sl_status sl_log_array_open(sl_log *log, const char *path, sl_log_array_type type, int cols,
+                            sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = array_open(log, path, type, cols, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status array_write(sl_log *log, const char *path, const void *data, int64_t rows,
+                             sl_error *err)
+{
+    if (!log)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_array_write: log is NULL");
+    sl_log_array *a = path ? find_array(log, path) : NULL;
+    if (!a)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': no array '%s' (create it with "
+                            "sl_log_array_create before sl_log_start_swmr)", log->path,
+                            path ? path : "(null)");
+    if (rows < 0 || (rows > 0 && !data))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': sl_log_array_write('%s'): %s",
+                            log->path, path, rows < 0 ? "negative row count" : "data is NULL");
+    hsize_t size[2] = { (hsize_t)rows, (hsize_t)a->cols };
+    if (H5Dset_extent(a->dset, size) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Dset_extent", path);
+    if (rows > 0 && H5Dwrite(a->dset, array_mem_type(a->type), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                             data) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Dwrite", path);
+    if (H5Dflush(a->dset) < 0)
+        return h5_fail(err, SL_ERR_IO, log, "H5Dflush", path);
+    return SL_OK;
+}
+
+sl_status sl_log_array_write(sl_log *log, const char *path, const void *data, int64_t rows,
+                             sl_error *err)
+{
+    h5_quiet q = quiet_begin();
+    sl_status st = array_write(log, path, data, rows, err);
+    quiet_end(q);
+    return st;
+}
+
+static sl_status read_array(const char *log_path, const char *path, sl_log_array_type type,
+                            int cols, void **data, int64_t *rows, sl_error *err)
+{
+    sl_log tmp = { .path = (char *)log_path };
+    hid_t file = H5Fopen(log_path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (file < 0)
+        return h5_fail(err, SL_ERR_IO, &tmp, "H5Fopen", log_path);
+    sl_status st = SL_OK;
+    hid_t dset = H5I_INVALID_HID;
+    int has = path_exists(file, path);
+    if (has <= 0) {
+        st = has < 0 ? h5_fail(err, SL_ERR_IO, &tmp, "H5Lexists", path)
+                     : sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no '%s'", log_path, path);
+        goto cleanup;
+    }
+    dset = H5Dopen2(file, path, H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_FORMAT, &tmp, "H5Dopen2", path);
+        goto cleanup;
+    }
+    if (!array_matches(dset, type, cols)) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "log '%s': '%s' is not a %s array of %d column%s",
+                          log_path, path, array_type_name(type), cols, cols == 1 ? "" : "s");
+        goto cleanup;
+    }
+    int64_t n = first_extent(dset);
+    if (n < 0) {
+        st = h5_fail(err, SL_ERR_FORMAT, &tmp, "H5Dget_space", path);
+        goto cleanup;
+    }
+    if (n > 0) {
+        size_t bytes = (size_t)n * (size_t)(cols ? cols : 1) * array_elem_size(type);
+        *data = malloc(bytes);
+        if (!*data) {
+            st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory reading '%s'",
+                              log_path, path);
+            goto cleanup;
+        }
+        if (H5Dread(dset, array_mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0) {
+            free(*data);
+            *data = NULL;
+            st = h5_fail(err, SL_ERR_FORMAT, &tmp, "H5Dread", path);
+            goto cleanup;
+        }
+    }
+    *rows = n;
+cleanup:
+    if (dset >= 0)
+        H5Dclose(dset);
+    H5Fclose(file);
+    return st;
+}
+
+sl_status sl_log_read_array(const char *log_path, const char *path, sl_log_array_type type,
+                            int cols, void **data, int64_t *rows, sl_error *err)
+{
+    if (!log_path || !path || !data || !rows)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_read_array: NULL argument");
+    *data = NULL;
+    *rows = 0;
+    h5_quiet q = quiet_begin();
+    sl_status st = read_array(log_path, path, type, cols, data, rows, err);
+    quiet_end(q);
+    return st;
+}
+
+int sl_log_has_object(const char *log_path, const char *path, sl_error *err)
+{
+    if (!log_path || !path)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_has_object: NULL argument"), -1;
+    h5_quiet q = quiet_begin();
+    sl_log tmp = { .path = (char *)log_path };
+    int has = -1;
+    hid_t file = H5Fopen(log_path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (file < 0) {
+        h5_fail(err, SL_ERR_IO, &tmp, "H5Fopen", log_path);
+    } else {
+        has = path_exists(file, path);
+        if (has < 0)
+            h5_fail(err, SL_ERR_IO, &tmp, "H5Lexists", path);
+        H5Fclose(file);
+    }
+    quiet_end(q);
+    return has;
 }
