@@ -158,6 +158,51 @@ void sl_adam_step(sl_adam *a, int64_t step)
     }
 }
 
+sl_status sl_adam_remap(sl_adam *a, size_t group, const int64_t *src, size_t new_n,
+                        float *new_data, float *new_grad, sl_error *err)
+{
+    if (!a || group >= a->n_groups)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "adam remap: group %zu out of range "
+                            "(%zu groups)", group, a ? a->n_groups : 0);
+    const char *name = a->groups[group].name ? a->groups[group].name : "(unnamed)";
+    if (new_n > 0 && (!src || !new_data || !new_grad))
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "adam remap: group '%s': NULL array for "
+                            "%zu new elements", name, new_n);
+    const size_t old_n = a->groups[group].n;
+    for (size_t i = 0; i < new_n; i++)
+        if (src[i] < -1 || (src[i] >= 0 && (uint64_t)src[i] >= old_n))
+            return sl_error_set(err, SL_ERR_INVALID_ARG, "adam remap: group '%s': source "
+                                "index %lld of new element %zu is outside [-1, %zu)", name,
+                                (long long)src[i], i, old_n);
+    float *m = calloc(new_n ? new_n : 1, sizeof(float));   /* (new_n,) */
+    float *v = calloc(new_n ? new_n : 1, sizeof(float));   /* (new_n,) */
+    if (!m || !v) {
+        free(m);
+        free(v);
+        return sl_error_set(err, SL_ERR_NOMEM, "adam remap: group '%s': out of memory for "
+                            "%zu moments", name, new_n);
+    }
+    const float *om = a->m[group], *ov = a->v[group];
+    for (size_t i = 0; i < new_n; i++)
+        if (src[i] >= 0) {
+            m[i] = om[src[i]];
+            v[i] = ov[src[i]];
+        }
+    free(a->m[group]);
+    free(a->v[group]);
+    a->m[group] = m;
+    a->v[group] = v;
+    a->groups[group].data = new_data;
+    a->groups[group].grad = new_grad;
+    a->groups[group].n = new_n;
+    return SL_OK;
+}
+
+size_t sl_adam_group_size(const sl_adam *a, size_t g)
+{
+    return a && g < a->n_groups ? a->groups[g].n : 0;
+}
+
 /* Sum over i in [0, n) of term(ctx, lo, hi) block by block, in the fixed order described
  * in the file comment. term sums its block sequentially. */
 typedef double (*block_sum_fn)(const void *ctx, size_t lo, size_t hi);

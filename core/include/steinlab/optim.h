@@ -58,6 +58,22 @@ float *sl_adam_moment(sl_adam *a, size_t g, int which);   /* which: 1 = m, 2 = v
 /* Sets the number of updates done (a resumed run's bias corrections continue from it). */
 void sl_adam_set_count(sl_adam *a, int64_t k);
 
+/* Resizes / reorders group `group` (a representation whose parameter count changes, e.g.
+ * Gaussian densification). src: (new_n,) for each new element the old element whose
+ * moments it takes, or -1 for zero moments (a newly created parameter: Adam treats it as
+ * never updated, the rule of the reference 3DGS implementation for clones and split
+ * children). new_data, new_grad: (new_n,) the group's new arrays, owned by the plugin and
+ * already filled with the new values; the optimizer keeps these pointers from now on (the
+ * old arrays are no longer read, the plugin frees them after a successful call). The step
+ * count k is shared by all groups and unchanged. Fails (SL_ERR_INVALID_ARG) on a group
+ * out of range, an index outside [-1, old n) or NULL arrays with new_n > 0, and
+ * (SL_ERR_NOMEM) when the new moments cannot be allocated; on failure nothing changes. */
+sl_status sl_adam_remap(sl_adam *a, size_t group, const int64_t *src, size_t new_n,
+                        float *new_data, float *new_grad, sl_error *err);
+
+/* Number of elements of group g as the optimizer sees it (0 for g out of range). */
+size_t sl_adam_group_size(const sl_adam *a, size_t g);
+
 /* The proxy for parameter-space gradient variance held by Adam's moments:
  * mean over all parameters of (v_hat - m_hat^2). Only a proxy (method.md section 4): the
  * two moments average over different windows and theta drifts; it can be negative.
