@@ -1,9 +1,8 @@
-/* steinlab/device.h — one source for CPU and CUDA device math (architecture.md, "CPU and
- * CUDA from one source").
+/* steinlab/device.h — one spelling for functions that compile both as C and as CUDA.
  *
- * SL_HD marks a function that must compile both as plain C (the CPU path, in OpenMP loops)
- * and as CUDA __host__ __device__ code (the GPU path, in kernels). Per-element math lives in
- * `static inline SL_HD` functions in headers that both paths include. */
+ * Per-element math lives in `static inline SL_HD` functions in headers: the CPU path calls
+ * them from OpenMP loops, a CUDA kernel calls the same functions (architecture.md, "CPU
+ * and CUDA from one source"). Under nvcc SL_HD marks them __host__ __device__. */
 #ifndef STEINLAB_DEVICE_H
 #define STEINLAB_DEVICE_H
 
