@@ -183,16 +183,18 @@ struct sl_host {
     size_t (*baselines)(const sl_host *h, const char *param, const sl_baseline_ref **out);
     /* (may be NULL: check struct_size and the pointer) Resizes a parameter group of the
      * representation that owns this host, e.g. after densification. Only a representation
-     * may call it, and only from step_end() or load_state(). `group` is a name from
+     * may call it, and only from step_end(). (In load_state() a representation resizes its
+     * own arrays without it: the host builds the optimizer on param_groups() afterwards,
+     * steinlab/state_io.h.) `group` is a name from
      * param_groups(); new_data, new_grad: (new_n,) the group's new arrays, allocated by the
      * plugin with host->alloc and filled with the new values (grad zeroed); src: (new_n,)
      * for each new element the old element whose optimizer moments it takes, or -1 for zero
-     * moments (sl_adam_remap). The host updates the optimizer and its own copy of the group
-     * (from load_state(), before the optimizer exists, only its copy); after SL_OK the
+     * moments (sl_adam_remap). The host updates the optimizer and its own copy of the
+     * group (pointers and size); after SL_OK the
      * plugin frees the old arrays and reports the new ones from param_groups(); on failure
      * nothing changed and the old arrays stay in use. A plugin remaps its groups one at a
      * time: between two calls they may disagree in size, which nothing observes before
-     * step_end() (or load_state()) returns. */
+     * step_end() returns. */
     sl_status (*remap_group)(const sl_host *h, const char *group, const int64_t *src,
                              size_t new_n, float *new_data, float *new_grad, sl_error *err);
 };
