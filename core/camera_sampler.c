@@ -49,6 +49,11 @@ void sl_camera_sampler_draw(const sl_camera_sampler *s, uint64_t seed, int64_t s
                             sl_camera *cams)
 {
     sl_rng_key key = { seed, (uint32_t)step, SL_STREAM_CAMERA, 0 };
+    sl_camera_sampler_draw_key(s, key, cams);
+}
+
+void sl_camera_sampler_draw_key(const sl_camera_sampler *s, sl_rng_key key, sl_camera *cams)
+{
     for (int b = 0; b < s->batch; b++) {
         uint64_t base = 4 * (uint64_t)b;
         float el = lerp(s->elevation, sl_rng_uniform1(key, base + 0));

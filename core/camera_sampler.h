@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "steinlab/camera.h"
+#include "steinlab/rng.h"
 #include "steinlab/params.h"
 
 typedef struct sl_camera_sampler {
@@ -29,6 +30,10 @@ void sl_camera_sampler_init(sl_camera_sampler *s, const sl_params *p, int defaul
  * and fovy from elements 4b..4b+3 of stream SL_STREAM_CAMERA at (seed, step). */
 void sl_camera_sampler_draw(const sl_camera_sampler *s, uint64_t seed, int64_t step,
                             sl_camera *cams);
+
+/* Cameras (s->batch,) from an explicit key (camera b from elements 4b..4b+3): the probes
+ * draw theirs from their own stream. */
+void sl_camera_sampler_draw_key(const sl_camera_sampler *s, sl_rng_key key, sl_camera *cams);
 
 /* The fixed evaluation cameras: (s->eval_views,), azimuth 360 k / eval_views. */
 void sl_camera_sampler_eval(const sl_camera_sampler *s, sl_camera *cams);

@@ -25,6 +25,7 @@
 #include "host.h"
 #include "loader.h"
 #include "log.h"
+#include "probe.h"
 #include "progress.h"
 #include "sections.h"
 #include "sl_build_config.h"
@@ -56,7 +57,7 @@ struct instance {
     char section_buf[96];         /* storage of `section` for baselines */
     const sl_plugin *desc;
     const char *lib_path;
-    char label[160];              /* baselines: "<owner label>.<entry label>" */
+    char label[160];              /* baselines: "<owner label>/<entry label>"; probes: "probe/<label>" */
     sl_params *params;
     sl_host host;
     run *owner;
@@ -84,6 +85,19 @@ struct run {
     instance prior, repr, est;
     instance **baselines;          /* (n_baselines,) every baseline instance, creation order */
     size_t n_baselines;
+
+    /* Variance probes (log.probes): estimators probed on common draws every probe_every
+     * steps; n_probe_own instances are shadow-trained copies created for the probe list. */
+    int64_t probe_every;
+    int probe_samples, probe_drawn, probe_par;
+    instance **probe_ests;         /* (n_probes,) the run's estimator or own instances */
+    char (*probe_labels)[80];      /* (n_probes,) table names under /probes */
+    size_t n_probes;
+    int probe_owns;                /* the instances are the probe's own (else: &r->est) */
+    sl_log_table **probe_tables;   /* (n_probes,) */
+    int (*probe_cols)[4];          /* (n_probes, 4) step, var_img, var_par, mean_norm2 */
+    int64_t *resume_probe_rows;    /* (n_probes,) */
+    float *shadow_delta;           /* (B, P, P, C) scratch for shadow training */
     sl_prior_ref prior_ref;
     sl_prior_info pinfo;
     sl_diffusion diffusion;
@@ -576,7 +590,7 @@ static sl_status create_baselines(run *r, instance *owner, sl_error *err)
                     return sl_spec_error_at(err, label ? label : entry, b->section,
                                             "expected distinct baseline labels, found '%s' "
                                             "twice", short_label);
-            snprintf(b->label, sizeof b->label, "%.64s.%.64s", owner->label, short_label);
+            snprintf(b->label, sizeof b->label, "%.64s/%.64s", owner->label, short_label);
             static const char *const reserved[] = { "plugin", "label", NULL };
             sl_status st = sl_params_resolve(entry, b->section, &b->desc->params, reserved,
                                              &b->params, err);
@@ -843,10 +857,13 @@ static size_t all_instances(run *r, instance **out, size_t max)
     for (size_t b = 0; b < r->n_baselines; b++)
         if (n < max)
             out[n++] = r->baselines[b];
+    for (size_t e = 0; r->probe_owns && e < r->n_probes; e++)
+        if (n < max)
+            out[n++] = r->probe_ests[e];
     return n;
 }
 
-enum { MAX_INSTANCES = 3 + 256 };
+enum { MAX_INSTANCES = 3 + 512 };
 
 static char *resolved_spec_yaml(const run *r);
 
@@ -899,6 +916,11 @@ static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error
     if (st == SL_OK) st = put_f64(io, "elapsed_s", elapsed, err);
     if (st == SL_OK) st = put_i64(io, "log/rows_steps", sl_log_table_rows(r->steps_table), err);
     if (st == SL_OK) st = put_i64(io, "log/rows_eval", sl_log_table_rows(r->eval_table), err);
+    for (size_t e = 0; e < r->n_probes && st == SL_OK; e++) {
+        char name[160];
+        snprintf(name, sizeof name, "log/rows_probes/%s", r->probe_labels[e]);
+        st = put_i64(io, name, sl_log_table_rows(r->probe_tables[e]), err);
+    }
     if (st == SL_OK) st = put_i64(io, "log/renders", sl_log_renders_count(r->log), err);
     if (st == SL_OK) st = put_f64(io, "summary/first_loss", r->first_loss, err);
     if (st == SL_OK) st = put_f64(io, "summary/last_loss", r->last_loss, err);
@@ -975,6 +997,11 @@ static sl_status load_core_state(run *r, sl_error *err)
     if (st == SL_OK) st = get_f64(io, "elapsed_s", &r->resume_elapsed, err);
     if (st == SL_OK) st = get_i64(io, "log/rows_steps", &r->resume_rows_steps, err);
     if (st == SL_OK) st = get_i64(io, "log/rows_eval", &r->resume_rows_eval, err);
+    for (size_t e = 0; e < r->n_probes && st == SL_OK; e++) {
+        char name[160];
+        snprintf(name, sizeof name, "log/rows_probes/%s", r->probe_labels[e]);
+        st = get_i64(io, name, &r->resume_probe_rows[e], err);
+    }
     if (st == SL_OK) st = get_i64(io, "log/renders", &r->resume_renders, err);
     if (st == SL_OK) st = get_f64(io, "summary/first_loss", &r->first_loss, err);
     if (st == SL_OK) st = get_f64(io, "summary/last_loss", &r->last_loss, err);
@@ -1013,6 +1040,138 @@ static sl_status load_core_state(run *r, sl_error *err)
                             r->ckpt_path, (long long)r->resume_done,
                             (long long)r->resume_rows_steps);
     return SL_OK;
+}
+
+/* log.probes: the estimators to probe. Listed entries become instances of their own
+ * (labelled "probe/<label>" under /plugins and in checkpoints), with their baselines; an
+ * empty list probes the run's own estimator. */
+static sl_status setup_probes(run *r, sl_error *err)
+{
+    const sl_params *pp = sl_params_section(r->logp, "probes");
+    r->probe_every = sl_params_int(pp, "every");
+    if (r->probe_every == 0)
+        return SL_OK;
+    r->probe_samples = (int)sl_params_int(pp, "samples");
+    r->probe_drawn = !strcmp(sl_params_string(pp, "camera"), "drawn");
+    r->probe_par = sl_params_bool(pp, "parameter_space");
+    size_t n = sl_params_list_len(pp, "estimators");
+    r->probe_owns = n > 0;
+    r->n_probes = n ? n : 1;
+    r->probe_ests = calloc(r->n_probes, sizeof *r->probe_ests);
+    r->probe_labels = calloc(r->n_probes, sizeof *r->probe_labels);
+    r->probe_tables = calloc(r->n_probes, sizeof *r->probe_tables);
+    r->probe_cols = calloc(r->n_probes, sizeof *r->probe_cols);
+    r->resume_probe_rows = calloc(r->n_probes, sizeof *r->resume_probe_rows);
+    r->shadow_delta = sl_aligned_zalloc(r->prior_elems * sizeof(float));
+    if (!r->probe_ests || !r->probe_labels || !r->probe_tables || !r->probe_cols ||
+        !r->resume_probe_rows || !r->shadow_delta)
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    if (!n) {
+        r->probe_ests[0] = &r->est;
+        snprintf(r->probe_labels[0], sizeof r->probe_labels[0], "%.64s", r->est.label);
+        return SL_OK;
+    }
+    static const char *const reserved[] = { "plugin", "label", NULL };
+    for (size_t e = 0; e < n; e++) {
+        const sl_node *entry = sl_params_plugin_entry(pp, "estimators", e);
+        const sl_node *name = sl_node_get(entry, "plugin");
+        instance *inst = calloc(1, sizeof *inst);
+        if (!inst)
+            return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+        r->probe_ests[e] = inst;
+        snprintf(inst->section_buf, sizeof inst->section_buf, "log.probes.estimators[%zu]", e);
+        inst->section = inst->section_buf;
+        char key[128];
+        snprintf(key, sizeof key, "%s.plugin", inst->section);
+        inst->desc = sl_registry_find(r->registry, SL_KIND_ESTIMATOR, name->text, &inst->lib_path);
+        if (!inst->desc)
+            return sl_spec_error_at(err, name, key, "expected an estimator plugin, found "
+                                    "unknown plugin '%s'", name->text);
+        const sl_node *label = sl_node_get(entry, "label");
+        if (label && (label->kind != SL_NODE_SCALAR || !sl_valid_name(label->text))) {
+            snprintf(key, sizeof key, "%s.label", inst->section);
+            return sl_spec_error_at(err, label, key, "expected a label of [a-z0-9_]+, found %s",
+                                    label->kind == SL_NODE_SCALAR ? label->text
+                                                                  : "a collection");
+        }
+        snprintf(r->probe_labels[e], sizeof r->probe_labels[e], "%s",
+                 label ? label->text : inst->desc->name);
+        for (size_t j = 0; j < e; j++)
+            if (!strcmp(r->probe_labels[j], r->probe_labels[e]))
+                return sl_spec_error_at(err, label ? label : entry, inst->section,
+                                        "expected distinct probe labels, found '%s' twice "
+                                        "(set label: on one of them)", r->probe_labels[e]);
+        snprintf(inst->label, sizeof inst->label, "probe/%s", r->probe_labels[e]);
+        sl_status st = sl_params_resolve(entry, inst->section, &inst->desc->params, reserved,
+                                         &inst->params, err);
+        if (st != SL_OK)
+            return st;
+        const sl_estimator_vtable *ev = inst->desc->vtable;
+        uint32_t needs = ev->required_outputs ? ev->required_outputs(inst->params) : 0;
+        for (uint32_t bit = 1; bit <= SL_RENDER_OPACITY; bit <<= 1)
+            if ((needs & bit) && !(r->repr_outputs & bit))
+                return sl_spec_error_at(err, name, key, "estimator '%s' needs the "
+                                        "representation's %s output, but representation '%s' "
+                                        "does not render it", inst->desc->name,
+                                        output_name(bit), r->repr.label);
+        if ((st = create_baselines(r, inst, err)) != SL_OK ||
+            (st = create_instance(r, inst, 0x20000u + 0x1000u * (uint32_t)e, err)) != SL_OK)
+            return st;
+    }
+    return SL_OK;
+}
+
+/* Shadow training: every probed instance of its own sees the step's draws (its delta() on
+ * each, then its update()), as the driving estimator does, so its state follows the run. */
+static sl_status shadow_train(run *r, int64_t step, sl_error *err)
+{
+    for (size_t e = 0; r->probe_owns && e < r->n_probes; e++) {
+        instance *inst = r->probe_ests[e];
+        const sl_estimator_vtable *ev = inst->desc->vtable;
+        if (!ev->update)
+            continue;
+        sl_status st = SL_OK;
+        for (int s = 0; s < r->samples && st == SL_OK; s++)
+            st = ev->delta(inst->state, &r->ctxs[s], r->shadow_delta, err);
+        if (st == SL_OK)
+            st = ev->update(inst->state, r->ctx_ptrs, r->samples, err);
+        if (st != SL_OK) {
+            sl_error_prefix(err, "step %lld: probed estimator '%s'", (long long)step,
+                            r->probe_labels[e]);
+            return st;
+        }
+    }
+    return SL_OK;
+}
+
+static void t_bounds(const run *r, int64_t step, int *lo, int *hi);
+
+static sl_status run_probe(run *r, int64_t step, sl_error *err)
+{
+    sl_probe_estimator ests[512];
+    size_t n = r->n_probes < 512 ? r->n_probes : 512;
+    for (size_t e = 0; e < n; e++)
+        ests[e] = (sl_probe_estimator){ r->probe_ests[e]->desc->vtable,
+                                        r->probe_ests[e]->state, r->probe_labels[e] };
+    sl_probe_env env = {
+        .repr = r->repr.desc->vtable, .repr_state = r->repr.state, .prior = &r->prior_ref,
+        .pinfo = &r->pinfo, .diffusion = &r->diffusion, .weighting = r->weighting,
+        .cams = &r->cams, .repr_outputs = r->repr_outputs, .groups = r->groups,
+        .n_groups = r->n_groups, .seed = (uint64_t)sl_params_int(r->root, "seed"),
+    };
+    t_bounds(r, step, &env.t_lo, &env.t_hi);
+    sl_probe_result res[512];
+    sl_status st = sl_probe_run(&env, ests, n, r->probe_samples, r->probe_drawn, r->probe_par,
+                                step, res, err);
+    for (size_t e = 0; e < n && st == SL_OK; e++) {
+        sl_log_table *t = r->probe_tables[e];
+        sl_log_table_set(t, r->probe_cols[e][0], (double)step);
+        sl_log_table_set(t, r->probe_cols[e][1], res[e].var_img);
+        sl_log_table_set(t, r->probe_cols[e][2], res[e].var_par);
+        sl_log_table_set(t, r->probe_cols[e][3], res[e].mean_norm2);
+        st = sl_log_table_commit_row(t, err);
+    }
+    return st;
 }
 
 static sl_status validate_and_create(run *r, sl_error *err)
@@ -1074,6 +1233,10 @@ static sl_status validate_and_create(run *r, sl_error *err)
     if ((st = create_baselines(r, &r->est, err)) != SL_OK)
         return st;
     if ((st = create_instance(r, &r->est, SL_STREAM_PLUGIN_BASE + 0x200, err)) != SL_OK)
+        return st;
+    r->prior_elems = (size_t)r->batch * (size_t)r->pinfo.height * (size_t)r->pinfo.width *
+                     (size_t)r->pinfo.channels;
+    if ((st = setup_probes(r, err)) != SL_OK)
         return st;
     r->defining = 0;
     /* Plugin state first: a representation may resize its groups in load_state, and the
@@ -1246,6 +1409,8 @@ static sl_status define_log(run *r, sl_error *err)
     if (st == SL_OK) st = log_instance_attrs(r, &r->est, r->est_core, err);
     for (size_t b = 0; b < r->n_baselines && st == SL_OK; b++)
         st = log_instance_attrs(r, r->baselines[b], NULL, err);
+    for (size_t e = 0; r->probe_owns && e < r->n_probes && st == SL_OK; e++)
+        st = log_instance_attrs(r, r->probe_ests[e], NULL, err);
     if (st != SL_OK)
         return st;
     return define_tables(r, err);
@@ -1319,6 +1484,31 @@ static sl_status define_tables(run *r, sl_error *err)
                                  "mean |z-depth error| over pixels inside both masks, pooled "
                                  "over the evaluation views (depth = sum w z / opacity)",
                                  SL_LOG_F64, &r->col_eval_depth, err);
+    for (size_t e = 0; e < r->n_probes && st == SL_OK; e++) {
+        char path[160];
+        snprintf(path, sizeof path, "/probes/%s", r->probe_labels[e]);
+        static const char *const names[4] = { "step", "var_img", "var_par", "mean_norm2" };
+        static const char *const docs[4] = {
+            "optimizer steps done when probed (the probe precedes that step)",
+            "(1/D) sum_d Var_k[g_k,d] over the probe's draws of g = w(t) Delta, unbiased",
+            "(1/P) sum_p Var_k[(J^T g_k)_p], one backward pass per draw, unbiased (NaN: off)",
+            "(|mean_k g_k|^2 - tr Cov / K) / D: unbiased squared norm of the mean direction",
+        };
+        if ((st = log_table(r, path, &r->probe_tables[e], err)) != SL_OK)
+            break;
+        for (int c = 0; c < 4 && st == SL_OK; c++)
+            st = log_column(r, r->probe_tables[e], names[c], docs[c],
+                            c == 0 ? SL_LOG_I64 : SL_LOG_F64, &r->probe_cols[e][c], err);
+        if (st == SL_OK && !r->resuming)
+            st = sl_log_attr_string(r->log, path, "estimator", r->probe_ests[e]->label, err);
+        if (st == SL_OK && !r->resuming)
+            st = sl_log_attr_int(r->log, path, "samples", r->probe_samples, err);
+        if (st == SL_OK && !r->resuming)
+            st = sl_log_attr_string(r->log, path, "camera", r->probe_drawn ? "drawn" : "fixed",
+                                    err);
+        if (st == SL_OK && r->resuming)
+            st = sl_log_table_truncate(r->probe_tables[e], r->resume_probe_rows[e], err);
+    }
     if (st == SL_OK && !r->resuming)
         st = sl_log_renders_create(r->log, "rgb", r->cams.eval_views, r->cams.resolution,
                                    r->cams.resolution, 3, err);
@@ -1541,6 +1731,8 @@ static sl_status run_step(run *r, int64_t step, double t_start, sl_error *err)
         sl_error_prefix(err, "step %lld: estimator '%s': update", (long long)step, r->est.label);
         return st;
     }
+    if ((st = shadow_train(r, step, err)) != SL_OK)
+        return st;
 
     sl_log_table *tb = r->steps_table;
     sl_log_table_set(tb, r->col_step, (double)step);
@@ -1722,7 +1914,10 @@ static sl_status train(run *r, sl_error *err)
     if (st == SL_OK && r->resuming)
         st = after_step(r, &c, done, 1, t_start, err);
     while (st == SL_OK && done < c.steps) {
-        st = run_step(r, done, t_start, err);
+        if (r->probe_every > 0 && done % r->probe_every == 0)
+            st = run_probe(r, done, err);
+        if (st == SL_OK)
+            st = run_step(r, done, t_start, err);
         if (st != SL_OK)
             break;
         done++;
@@ -1744,6 +1939,25 @@ static sl_status train(run *r, sl_error *err)
 
 static void run_free(run *r)
 {
+    for (size_t e = 0; r->probe_owns && e < r->n_probes; e++) {
+        instance *inst = r->probe_ests[e];
+        if (!inst)
+            continue;
+        destroy_instance(inst);
+        sl_params_free(inst->params);
+        for (size_t k = 0; k < inst->n_sets; k++) {
+            free(inst->sets[k].insts);
+            free(inst->sets[k].refs);
+        }
+        free(inst->sets);
+        free(inst);
+    }
+    free(r->probe_ests);
+    free(r->probe_labels);
+    free(r->probe_tables);
+    free(r->probe_cols);
+    free(r->resume_probe_rows);
+    free(r->shadow_delta);
     destroy_instance(&r->est);
     for (size_t b = r->n_baselines; b-- > 0;) {
         destroy_instance(r->baselines[b]);

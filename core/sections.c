@@ -79,6 +79,22 @@ static const sl_param_def estimator_core_defs[] = {
 };
 const sl_param_schema sl_schema_estimator_core = SL_PARAM_SCHEMA(estimator_core_defs);
 
+static const sl_param_def probe_defs[] = {
+    { .name = "every", .type = SL_PARAM_INT, .default_value = "0", .min = 0, .max = 1e8,
+      .doc = "Probe every N steps, before the step, at the current parameters (0: no probes)" },
+    { .name = "samples", .type = SL_PARAM_INT, .default_value = "16", .min = 2, .max = 65536,
+      .doc = "Draws (t, eps) per probe, shared by every probed estimator" },
+    { .name = "estimators", .type = SL_PARAM_PLUGIN_LIST, .default_value = "[]",
+      .plugin_kind = 3 /* SL_KIND_ESTIMATOR */,
+      .doc = "Estimators to probe (NAME or a full estimator section with an optional label; "
+             "each shadow-trained on the run's steps); empty: the run's own estimator" },
+    { .name = "camera", .type = SL_PARAM_CHOICE, .default_value = "fixed", .choices = "fixed|drawn",
+      .doc = "fixed: one camera per probe for all draws; drawn: a camera per draw" },
+    { .name = "parameter_space", .type = SL_PARAM_BOOL, .default_value = "true",
+      .doc = "Also measure the parameter-space variance (one backward pass per draw)" },
+};
+static const sl_param_schema probe_schema = SL_PARAM_SCHEMA(probe_defs);
+
 static const sl_param_def log_defs[] = {
     { "path", SL_PARAM_STRING, 0, NULL, -INFINITY, INFINITY, NULL, 0, 0,
       "HDF5 log file (default runs/<name>.h5, relative to the working directory)" },
@@ -93,5 +109,14 @@ static const sl_param_def log_defs[] = {
       "and on SIGINT/SIGTERM (0: only then)" },
     { "progress", SL_PARAM_CHOICE, 0, "auto", -INFINITY, INFINITY, "auto|bar|lines|none", 0,
       0, "Progress display: a bar on a terminal, plain lines otherwise (auto)" },
+    { .name = "probes", .type = SL_PARAM_SECTION, .section = &probe_schema,
+      .doc = "Variance probes (/probes/LABEL): docs/log-format.md" },
+    { "mesh_resolution", SL_PARAM_INT, 0, "96", 0, 1024, NULL, 0, 0,
+      "Grid points per axis of the marching-cubes mesh (/mesh) extracted at the end of the "
+      "run from a representation with sample_field (0: no mesh, no chamfer)" },
+    { "mesh_threshold", SL_PARAM_FLOAT, 0, NULL, -1e30, 1e30, NULL, 0, 0,
+      "Density iso-level of the mesh (default: the representation's own, from field_bounds)" },
+    { "chamfer_points", SL_PARAM_INT, 0, "10000", 1, 10000000, NULL, 0, 0,
+      "Points sampled on the mesh and on the prior's true surface for /eval/chamfer" },
 };
 const sl_param_schema sl_schema_log = SL_PARAM_SCHEMA(log_defs);

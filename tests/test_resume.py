@@ -236,6 +236,29 @@ class PluginState(ResumeCase):
             self.assertFalse(np.array_equal(a["steps/loss"][:], b["steps/loss"][:]))
 
 
+    def test_probes_with_shadow_trained_estimator_resume_bit_identically(self):
+        # A probed copy of the stateful estimator is shadow-trained every step, and its
+        # state goes into checkpoints too; the probe tables are cut back like the others.
+        momentum = os.path.join(BUILD, "tests", "plugins", "momentum_sds.so")
+        probes = [f"plugin_paths=[{momentum}]",
+                  "log.probes={every: 7, samples: 4, "
+                  "estimators: [sds, {plugin: momentum_sds, label: mom}]}"]
+        n = 40
+        want = self.baseline(2 * n, probes)
+        with h5py.File(want, "r") as f:
+            self.assertEqual(list(f["probes/mom/step"][:]), list(range(0, 2 * n, 7)))
+            # The shadow-trained memory changes the probed directions after the first step.
+            self.assertFalse(np.array_equal(f["probes/mom/var_img"][1:],
+                                            f["probes/sds/var_img"][1:]))
+            self.assertEqual(f["probes/sds/var_img"][0], f["probes/mom/var_img"][0])
+        cwd = self.workdir("probes")
+        r = run(["run", QUICKSTART, f"steps={n}"] + BASE + probes, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+
+
 class Kill9(ResumeCase):
     def test_kill_at_a_random_moment_then_resume(self):
         steps = 3000

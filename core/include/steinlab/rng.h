@@ -23,7 +23,9 @@ enum {
     SL_STREAM_TIMESTEP = 2,   /* diffusion time t */
     SL_STREAM_NOISE = 3,      /* injected noise eps */
     SL_STREAM_INIT = 4,       /* parameter initialisation */
-    SL_STREAM_PROBE = 5,      /* variance probes */
+    SL_STREAM_PROBE = 5,      /* variance probes: the injected noise */
+    SL_STREAM_PROBE_T = 6,    /* variance probes: diffusion times */
+    SL_STREAM_PROBE_CAMERA = 7,  /* variance probes: cameras */
     SL_STREAM_PLUGIN_BASE = 0x10000   /* first stream handed to plugins */
 };
 
