@@ -269,6 +269,33 @@ static size_t host_baselines(const sl_host *h, const char *param, const sl_basel
     return 0;
 }
 
+/* Densification and the like: the optimizer's moments follow the new layout and the host's
+ * copy of the group points at the new arrays (sl_adam_remap documents the moments). */
+static sl_status host_remap_group(const sl_host *h, const char *group, const int64_t *src,
+                                  size_t new_n, float *new_data, float *new_grad, sl_error *err)
+{
+    instance *inst = h->host_ctx;
+    run *r = inst->owner;
+    if (inst != &r->repr)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "remap_group('%s'): only the "
+                            "representation may resize its parameter groups", group);
+    if (!r->adam)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "remap_group('%s'): called before the "
+                            "optimizer exists (resize in load_state instead)", group);
+    for (size_t g = 0; g < r->n_groups; g++) {
+        if (strcmp(r->groups[g].name, group) != 0)
+            continue;
+        sl_status st = sl_adam_remap(r->adam, g, src, new_n, new_data, new_grad, err);
+        if (st == SL_OK) {
+            r->groups[g].data = new_data;
+            r->groups[g].grad = new_grad;
+            r->groups[g].n = new_n;
+        }
+        return st;
+    }
+    return sl_error_set(err, SL_ERR_INVALID_ARG, "remap_group: no parameter group '%s'", group);
+}
+
 static void init_host(run *r, instance *inst, uint32_t stream_base)
 {
     inst->owner = r;
@@ -288,6 +315,7 @@ static void init_host(run *r, instance *inst, uint32_t stream_base)
         .diffusion = inst == &r->prior ? NULL : &r->diffusion,
         .spec_dir = r->spec_dir,
         .baselines = host_baselines,
+        .remap_group = host_remap_group,
     };
 }
 
