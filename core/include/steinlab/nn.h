@@ -224,6 +224,16 @@ void sl_nn_params_zero_grad(sl_nn_params *p);
 /* The whole store as one Adam group named `name` (padding included: its gradient stays 0). */
 sl_param_group sl_nn_params_group(const sl_nn_params *p, const char *name);
 
+/* Saves every tensor (F32, declaration order) and n_meta metadata strings (keys[i] ->
+ * values[i]: a model's configuration, so the file describes itself) to path, atomically
+ * (safetensors.h). */
+sl_status sl_nn_params_save(const sl_nn_params *p, const char *path, const char *const *keys,
+                            const char *const *values, size_t n_meta, sl_error *err);
+/* Loads every declared tensor by name from an open file, checking shapes; a missing or an
+ * extra tensor is an error (SL_ERR_FORMAT), so a file of another configuration is refused. */
+struct sl_safetensors;
+sl_status sl_nn_params_load(sl_nn_params *p, const struct sl_safetensors *st, sl_error *err);
+
 /* ======================================================================================
  * Composed blocks. Each block declares its tensors into a store under a name prefix
  * (prefix + ".conv1.weight" ...), and keeps their indices; its forward saves activations in
