@@ -356,7 +356,7 @@ sl_status gs_ply_parse(const uint8_t *buf, size_t size, gs_ply_data *out, sl_err
         if (!strncmp(v->props[i].name, "f_rest_", 7))
             n_rest_any++;
     while (n_rest < 45) {
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "f_rest_%d", n_rest);
         const prop *p = find_prop(v, name);
         if (!p)
