@@ -201,7 +201,7 @@ static bool key_within(const char *inner, const char *outer)
 static sl_status check_axis_key(const sl_node *k, sl_error *err)
 {
     const char *key = k->text;
-    char path[512];
+    char path[600];
     snprintf(path, sizeof path, "sweep.%s", key);
     bool bad = !*key || key[0] == '.' || key[strlen(key) - 1] == '.' || strstr(key, "..");
     if (bad)
@@ -217,6 +217,72 @@ static sl_status check_axis_key(const sl_node *k, sl_error *err)
     return SL_OK;
 }
 
+/* Adds one axis, or replaces the values of an axis with the same key: the block's entries
+ * come in document order and command-line overrides are appended after them, so the later
+ * one is the override and wins. */
+static sl_status add_axis(sl_sweep *sw, size_t cap, const char *key, const sl_node *k,
+                          const sl_node *v, sl_error *err)
+{
+    char path[512];
+    snprintf(path, sizeof path, "sweep.%s", key);
+    for (size_t j = 0; j < sw->n_axes; j++) {
+        if (!strcmp(sw->axes[j].key, key)) {
+            sw->axes[j].key_node = k;
+            sw->axes[j].values = v;
+            return SL_OK;
+        }
+    }
+    if (v->kind != SL_NODE_SEQ || v->n == 0)
+        return sl_spec_error_at(err, v, path, "expected a non-empty list of values, found %s%s%s%s",
+                                v->kind == SL_NODE_SEQ   ? "an empty list"
+                                : v->kind == SL_NODE_MAP ? "an empty map"
+                                                         : "a scalar",
+                                v->kind == SL_NODE_SCALAR ? " '" : "",
+                                v->kind == SL_NODE_SCALAR ? v->text : "",
+                                v->kind == SL_NODE_SCALAR ? "'" : "");
+    if (sw->n_axes == cap)
+        return sl_spec_error_at(err, k, path, "expected at most %zu swept keys", cap);
+    axis *ax = &sw->axes[sw->n_axes];
+    if (!(ax->key = strdup(key)))
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    ax->key_node = k;
+    ax->values = v;
+    sw->n_axes++;
+    return SL_OK;
+}
+
+/* The block's entries as dotted keys: `optimizer.lr: [...]` and `optimizer: {lr: [...]}`
+ * say the same, and the second form is what an override `sweep.optimizer.lr=[...]` makes. */
+static sl_status flatten(sl_sweep *sw, size_t cap, const sl_node *map, const char *prefix,
+                         sl_error *err)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        const sl_node *k = map->keys[i], *v = map->items[i];
+        char key[512];
+        if (snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", k->text) >=
+            (int)sizeof key)
+            return sl_spec_error_at(err, k, "sweep", "expected a key of at most 500 bytes");
+        sl_node where = *k;
+        where.text = key;
+        sl_status st = check_axis_key(&where, err);
+        if (st != SL_OK)
+            return st;
+        st = v->kind == SL_NODE_MAP && v->n ? flatten(sw, cap, v, key, err)
+                                            : add_axis(sw, cap, key, k, v, err);
+        if (st != SL_OK)
+            return st;
+    }
+    return SL_OK;
+}
+
+static size_t count_leaves(const sl_node *map)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < map->n; i++)
+        n += map->items[i]->kind == SL_NODE_MAP && map->items[i]->n ? count_leaves(map->items[i]) : 1;
+    return n;
+}
+
 static sl_status parse_axes(sl_sweep *sw, const sl_node *block, sl_error *err)
 {
     if (block->kind != SL_NODE_MAP || block->n == 0)
@@ -225,41 +291,30 @@ static sl_status parse_axes(sl_sweep *sw, const sl_node *block, sl_error *err)
                                 block->kind == SL_NODE_SEQ      ? "a list"
                                 : block->kind == SL_NODE_SCALAR ? "a scalar"
                                                                 : "an empty map");
-    sw->axes = calloc(block->n, sizeof *sw->axes);
+    size_t cap = count_leaves(block);
+    sw->axes = calloc(cap, sizeof *sw->axes);
     if (!sw->axes)
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    sl_status st = flatten(sw, cap, block, "", err);
+    if (st != SL_OK)
+        return st;
     size_t cells = 1;
-    for (size_t i = 0; i < block->n; i++) {
-        const sl_node *k = block->keys[i], *v = block->items[i];
-        sl_status st = check_axis_key(k, err);
-        if (st != SL_OK)
-            return st;
+    for (size_t i = 0; i < sw->n_axes; i++) {
+        const axis *ax = &sw->axes[i];
         char path[512];
-        snprintf(path, sizeof path, "sweep.%s", k->text);
-        if (v->kind != SL_NODE_SEQ || v->n == 0)
-            return sl_spec_error_at(err, v, path, "expected a non-empty list of values, "
-                                                  "found %s%s%s%s",
-                                    v->kind == SL_NODE_SEQ ? "an empty list"
-                                    : v->kind == SL_NODE_MAP ? "a map" : "a scalar",
-                                    v->kind == SL_NODE_SCALAR ? " '" : "",
-                                    v->kind == SL_NODE_SCALAR ? v->text : "",
-                                    v->kind == SL_NODE_SCALAR ? "'" : "");
-        for (size_t j = 0; j < sw->n_axes; j++)
-            if (key_within(k->text, sw->axes[j].key) || key_within(sw->axes[j].key, k->text))
-                return sl_spec_error_at(err, k, path, "expected keys that do not contain one "
-                                                      "another, found '%s' and '%s' (line %d)",
-                                        sw->axes[j].key, k->text, sw->axes[j].key_node->line);
-        axis *ax = &sw->axes[sw->n_axes];
-        if (!(ax->key = strdup(k->text)))
-            return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
-        ax->key_node = k;
-        ax->values = v;
-        sw->n_axes++;
-        if (cells > SL_SWEEP_MAX_CELLS / v->n)
-            return sl_spec_error_at(err, k, path, "expected a grid of at most %d cells, found "
-                                                  "more (the product of the list lengths)",
+        snprintf(path, sizeof path, "sweep.%s", ax->key);
+        for (size_t j = 0; j < i; j++)
+            if (key_within(ax->key, sw->axes[j].key) || key_within(sw->axes[j].key, ax->key))
+                return sl_spec_error_at(err, ax->key_node, path,
+                                        "expected keys that do not contain one another, found "
+                                        "'%s' and '%s' (line %d)", sw->axes[j].key, ax->key,
+                                        sw->axes[j].key_node->line);
+        if (cells > SL_SWEEP_MAX_CELLS / ax->values->n)
+            return sl_spec_error_at(err, ax->key_node, path, "expected a grid of at most %d "
+                                                             "cells, found more (the product of "
+                                                             "the list lengths)",
                                     SL_SWEEP_MAX_CELLS);
-        cells *= v->n;
+        cells *= ax->values->n;
     }
     sw->n_cells = cells;
     return SL_OK;

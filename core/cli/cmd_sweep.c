@@ -198,6 +198,31 @@ static int cell_progress(const char *abs_dir, size_t cell, long long *done, long
     return found;
 }
 
+/* The last non-empty line of a failed cell's stderr (its error message), into buf. */
+static void last_error_line(const char *abs_dir, size_t cell, char *buf, size_t size)
+{
+    char path[PATH_MAX], text[2049];
+    buf[0] = '\0';
+    if (!sl_sweep_cell_path(abs_dir, cell, SL_CELL_STDERR_FILE, path, sizeof path))
+        return;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, n > 2048 ? n - 2048 : 0, SEEK_SET);
+    size_t got = fread(text, 1, 2048, f);
+    fclose(f);
+    text[got] = '\0';
+    while (got && (text[got - 1] == '\n' || text[got - 1] == '\r'))
+        text[--got] = '\0';
+    char *line = strrchr(text, '\n');
+    line = line ? line + 1 : text;
+    size_t len = strlen(line) < size ? strlen(line) : size - 1;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+}
+
 /* ---- the progress view ---------------------------------------------------------------------- */
 
 typedef struct view {
@@ -384,8 +409,10 @@ static int run_local(const sl_sweep *sw, const char *abs_dir, const sweep_args *
                 view_event(&v, "stopped %s (exit 130 after %s; a re-run resumes it)\n", name, dur);
             } else {
                 failed++;
-                view_event(&v, "FAILED %s  (exit %d after %s; see %s/%s)\n", name, code, dur, dir,
-                           SL_CELL_STDERR_FILE);
+                char why[512];
+                last_error_line(abs_dir, running[i].cell, why, sizeof why);
+                view_event(&v, "FAILED %s  (exit %d after %s; see %s/%s)%s%s\n", name, code, dur,
+                           dir, SL_CELL_STDERR_FILE, why[0] ? "\n       " : "", why);
             }
             running[i] = running[--n_running];
             reaped = 1;
