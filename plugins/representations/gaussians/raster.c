@@ -9,8 +9,18 @@
 /* Per-Gaussian record of the preprocessing, GS_PRE floats: what blending reads, packed so
  * one tile's loop touches one cache line per Gaussian. */
 enum { GS_PRE = 16 };
-enum { PRE_U = 0, PRE_V = 1, PRE_A = 2, PRE_B = 3, PRE_C = 4, PRE_OP = 5, PRE_FEAT = 6 };
-/* 6 + 8 = 14 used, 2 spare (alignment). */
+enum { PRE_U = 0, PRE_V = 1, PRE_A = 2, PRE_B = 3, PRE_C = 4, PRE_OP = 5, PRE_FEAT = 6,
+       PRE_LT = 14 };
+/* 6 + 8 channels, then PRE_LT: a power below which alpha is surely under 1/255,
+ * -ln(255 op) - 1e-3 (alpha = op e^power; the margin dwarfs float rounding), so most
+ * pixels a Gaussian does not reach skip the exponential. The exact test still decides
+ * every other case, so the result is the same as without the shortcut. */
+static inline int cheap_skip(const float *p, float px, float py)
+{
+    float dx = px - p[PRE_U], dy = py - p[PRE_V];
+    float power = -0.5f * (p[PRE_A] * dx * dx + p[PRE_C] * dy * dy) - p[PRE_B] * dx * dy;
+    return power < p[PRE_LT];
+}
 
 struct gs_view {
     /* camera of the last render */
@@ -167,6 +177,7 @@ static void preprocess_one(gs_view *v, const gs_scene *s, size_t i)
     pre[PRE_B] = conic[1];
     pre[PRE_C] = conic[2];
     pre[PRE_OP] = op;
+    pre[PRE_LT] = -logf(255.0f * op) - 1e-3f;
     float *feat = pre + PRE_FEAT;
     gs_sh_color(s->sh_degree, mean, v->cam.eye, s->sh_dc + i * 3,
                 s->sh_rest ? s->sh_rest + i * (size_t)s->sh_rest_coeffs * 3 : NULL, feat);
@@ -300,6 +311,8 @@ sl_status gs_render(gs_view *v, const gs_scene *s, const sl_camera *cam, const f
                 int last = 0;
                 for (int k = 0; k < cnt; k++) {
                     const float *p = v->pre + (size_t)list[k] * GS_PRE;
+                    if (cheap_skip(p, fx, fy))
+                        continue;
                     float g;
                     float a = gs_alpha(p + PRE_A, p + PRE_U, p[PRE_OP], fx, fy, &g);
                     int r = gs_blend(a, p + PRE_FEAT, &T, acc);
@@ -472,6 +485,8 @@ sl_status gs_backward(gs_view *v, const gs_scene *s, const float *drgb, const fl
                 float T = T_final, rec[GS_NCH] = { 0 };
                 for (int k = last - 1; k >= 0; k--) {
                     const float *p = v->pre + (size_t)list[k] * GS_PRE;
+                    if (cheap_skip(p, fx, fy))
+                        continue;
                     float gv;
                     float a = gs_alpha(p + PRE_A, p + PRE_U, p[PRE_OP], fx, fy, &gv);
                     if (a < (float)GS_ALPHA_MIN)
