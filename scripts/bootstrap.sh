@@ -13,6 +13,8 @@ packages=(
     libopenblas-openmp-dev
     # Reference checks and log reading in the tests (Debian's interpreter: /usr/bin/python3).
     python3 python3-numpy python3-h5py
+    # The analysis package (analysis/steinlab_analysis) and its tests.
+    python3-pandas python3-matplotlib
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -36,13 +36,23 @@ def _fmt(v, floatfmt):
     return str(v)
 
 
+def _formats(df, floatfmt):
+    """floatfmt for statistics (columns named *_mean, *_std, or any float column that is not
+    a swept key); swept values are shown as given ("g"), so lr 0.005 stays 0.005."""
+    return [floatfmt if str(c).endswith(("_mean", "_std")) or "." not in str(c) and c not in
+            ("seed",) and df[c].dtype.kind == "f" else "g" for c in df.columns]
+
+
 def to_markdown(df, floatfmt=".2f"):
     """A GitHub-flavoured Markdown table (no dependency on tabulate)."""
     cols = list(df.columns)
+    fmts = _formats(df, floatfmt)
     lines = ["| " + " | ".join(str(c) for c in cols) + " |",
              "|" + "|".join("---:" if df[c].dtype.kind in "iuf" else "---" for c in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c], floatfmt) for c in cols) + " |")
+    # itertuples keeps each column's type (iterrows would turn a row of ints and floats
+    # into floats).
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v, f) for v, f in zip(r, fmts)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -59,11 +69,12 @@ def to_latex(df, floatfmt=".2f", caption=None, label=None):
     """A booktabs table (\\toprule/\\midrule/\\bottomrule), numbers right-aligned, text
     escaped; wrapped in a table environment when a caption or label is given."""
     cols = list(df.columns)
+    fmts = _formats(df, floatfmt)
     align = "".join("r" if df[c].dtype.kind in "iuf" else "l" for c in cols)
     body = [r"\begin{tabular}{" + align + "}", r"\toprule",
             " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule"]
-    for _, r in df.iterrows():
-        body.append(" & ".join(_tex(_fmt(r[c], floatfmt)) for c in cols) + r" \\")
+    for r in df.itertuples(index=False):
+        body.append(" & ".join(_tex(_fmt(v, f)) for v, f in zip(r, fmts)) + r" \\")
     body += [r"\bottomrule", r"\end{tabular}"]
     if caption is None and label is None:
         return "\n".join(body) + "\n"
