@@ -33,8 +33,10 @@
 #include "strbuf.h"
 
 #include "steinlab/image.h"
+#include "steinlab/mesh.h"
 #include "steinlab/metrics.h"
 #include "steinlab/plugin.h"
+#include "steinlab/surface.h"
 #include "steinlab/version.h"
 
 /* ------------------------------------------------------------------ run state */
@@ -157,6 +159,15 @@ struct run {
     int64_t resume_done;           /* steps done at the checkpoint */
     double resume_elapsed;         /* the time_s clock at the checkpoint */
     int64_t resume_rows_steps, resume_rows_eval, resume_renders;
+
+    /* The final mesh (log.mesh_resolution > 0 and a representation with sample_field) and
+     * its Chamfer distance to the prior's surface (when it has SL_EXT_SURFACE_SAMPLER). */
+    int mesh_enabled;
+    const sl_surface_sampler *surface;
+    int col_eval_chamfer, col_eval_chamfer_pt, col_eval_chamfer_tp;
+    int mesh_done;                 /* extracted in this process */
+    size_t mesh_vertices, mesh_faces;
+    double mesh_chamfer;
 };
 
 static volatile sig_atomic_t g_stop_requested = 0;
@@ -1400,6 +1411,8 @@ static sl_status reopen_log(run *r, sl_error *err)
 }
 
 static sl_status define_tables(run *r, sl_error *err);
+static sl_status define_mesh_columns(run *r, sl_error *err);
+static sl_status define_mesh_arrays(run *r, sl_error *err);
 
 static sl_status define_log(run *r, sl_error *err)
 {
@@ -1512,6 +1525,8 @@ static sl_status define_tables(run *r, sl_error *err)
                                  "mean |z-depth error| over pixels inside both masks, pooled "
                                  "over the evaluation views (depth = sum w z / opacity)",
                                  SL_LOG_F64, &r->col_eval_depth, err);
+    if (st == SL_OK)
+        st = define_mesh_columns(r, err);
     for (size_t e = 0; e < r->n_probes && st == SL_OK; e++) {
         char path[160];
         snprintf(path, sizeof path, "/probes/%s", r->probe_labels[e]);
@@ -1551,6 +1566,8 @@ static sl_status define_tables(run *r, sl_error *err)
         st = sl_log_table_truncate(r->eval_table, r->resume_rows_eval, err);
     if (st == SL_OK && r->resuming)
         st = sl_log_renders_truncate(r->log, r->resume_renders, err);
+    if (st == SL_OK)
+        st = define_mesh_arrays(r, err);
     if (st == SL_OK)
         st = sl_log_start_swmr(r->log, err);
     return st;
@@ -1876,8 +1893,15 @@ static void print_summary(run *r, int64_t done, int64_t ran, double seconds, sl_
                 r->first_psnr, (long long)r->first_psnr_step, r->last_psnr,
                 (long long)r->last_psnr_step, r->cams.eval_views,
                 r->cams.eval_views == 1 ? "" : "s");
+    if (r->mesh_done) {
+        fprintf(out, "; mesh %zu vertices, %zu triangles", r->mesh_vertices, r->mesh_faces);
+        if (r->surface && isfinite(r->mesh_chamfer))
+            fprintf(out, ", chamfer %.4g", r->mesh_chamfer);
+    }
     fprintf(out, "; %lld render sets logged.\n", (long long)r->renders_logged);
 }
+
+static sl_status final_mesh(run *r, int64_t done, sl_error *err);
 
 typedef struct schedule_cfg {
     int64_t steps, flush_every, render_every, eval_every, ckpt_every;
@@ -1900,6 +1924,9 @@ static sl_status after_step(run *r, const schedule_cfg *c, int64_t done, int res
         st = write_checkpoint(r, done, sl_now_s() - t_start, err);
     int do_eval = stopping || due(done, c->eval_every, c->steps);
     int do_render = stopping || due(done, c->render_every, c->steps);
+    /* The final mesh and its Chamfer distance (set in the eval row that evaluate commits). */
+    if (st == SL_OK && final && r->mesh_enabled)
+        st = final_mesh(r, done, err);
     if (st == SL_OK && (do_eval || do_render))
         st = evaluate(r, done, do_eval, do_render, t_start, err);
     if (st == SL_OK && (done % c->flush_every == 0 || final))
@@ -1960,6 +1987,196 @@ static sl_status train(run *r, sl_error *err)
     }
     print_summary(r, done, done - (r->resuming ? r->resume_done : 0), sl_now_s() - session_start,
                   st);
+    return st;
+}
+
+/* ------------------------------------------------------------------ the final mesh */
+
+/* A core stream of its own for the points sampled on the extracted mesh (the core's named
+ * streams are small integers, steinlab/rng.h; plugins start at SL_STREAM_PLUGIN_BASE). */
+enum { STREAM_MESH_SAMPLES = 0x0F01 };
+
+static int repr_has_field(const sl_representation_vtable *rv)
+{
+    return rv->sample_field && rv->field_bounds;
+}
+
+sl_status sl_repr_extract_mesh(const sl_representation_vtable *rv, void *state, int resolution,
+                               double threshold, sl_mesh *out, float bounds[6], float *level,
+                               sl_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!repr_has_field(rv))
+        return sl_error_set(err, SL_ERR_UNSUPPORTED, "the representation has no density field "
+                            "(sample_field / field_bounds), so no mesh can be extracted");
+    float own = 0;
+    rv->field_bounds(state, bounds, &own);
+    *level = isnan(threshold) ? own : (float)threshold;
+    /* sample_field has the sl_field_fn signature; the state is its context. */
+    return sl_mesh_extract((sl_field_fn)rv->sample_field, state, bounds, resolution, *level, 1,
+                           out, err);
+}
+
+/* /eval columns of the Chamfer distance: attached (resume) or created with the other eval
+ * columns, before the table is cut back to a checkpoint. */
+static sl_status define_mesh_columns(run *r, sl_error *err)
+{
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    const sl_prior_vtable *pv = r->prior.desc->vtable;
+    r->mesh_enabled = sl_params_int(r->logp, "mesh_resolution") > 0 && repr_has_field(rv);
+    r->surface = NULL;
+    if (!r->mesh_enabled)
+        return SL_OK;
+    const sl_surface_sampler *s = pv->extension ? pv->extension(r->prior.state,
+                                                                SL_EXT_SURFACE_SAMPLER) : NULL;
+    if (s && s->struct_size >= sizeof *s && s->sample)
+        r->surface = s;
+    if (!r->surface)
+        return SL_OK;
+    sl_status st = log_column(r, r->eval_table, "chamfer",
+                              "symmetric Chamfer distance 0.5 (a + b) between the final mesh "
+                              "and the prior's true surface, log.chamfer_points points on "
+                              "each; NaN on every row but the last (the end of the run)",
+                              SL_LOG_F64, &r->col_eval_chamfer, err);
+    if (st == SL_OK)
+        st = log_column(r, r->eval_table, "chamfer_mesh_to_true",
+                        "a: mean distance from a point of the final mesh to the nearest "
+                        "true-surface point (accuracy); last row only", SL_LOG_F64,
+                        &r->col_eval_chamfer_pt, err);
+    if (st == SL_OK)
+        st = log_column(r, r->eval_table, "chamfer_true_to_mesh",
+                        "b: mean distance from a true-surface point to the nearest point of the "
+                        "final mesh (completeness); last row only", SL_LOG_F64,
+                        &r->col_eval_chamfer_tp, err);
+    return st;
+}
+
+static const struct {
+    const char *path;
+    sl_log_array_type type;
+    int cols;
+    const char *doc;
+} mesh_arrays[] = {
+    { "/mesh/vertices", SL_LOG_ARRAY_F32, 3, "(V, 3) float32 vertex positions (world) of the "
+      "marching-cubes mesh of the representation's density at the end of the run" },
+    { "/mesh/colors", SL_LOG_ARRAY_U8, 3, "(V, 3) uint8 vertex colours: the representation's "
+      "rgb at each vertex" },
+    { "/mesh/faces", SL_LOG_ARRAY_I32, 3, "(F, 3) int32 vertex indices, counter-clockwise seen "
+      "from outside (normals toward lower density)" },
+    { "/mesh/bounds", SL_LOG_ARRAY_F32, 6, "(1, 6) float32 box sampled: min xyz, max xyz" },
+    { "/mesh/threshold", SL_LOG_ARRAY_F32, 0, "(1,) float32 density iso-level of the surface" },
+    { "/mesh/step", SL_LOG_ARRAY_I64, 0, "(1,) int64 optimizer steps done when the mesh was "
+      "extracted; written last, so one row means the mesh is complete" },
+};
+
+/* /mesh: created empty with the log (SWMR forbids creating it at the end); a resumed run
+ * attaches it and empties it, since the mesh belongs to the run's end. */
+static sl_status define_mesh_arrays(run *r, sl_error *err)
+{
+    if (!r->mesh_enabled)
+        return SL_OK;
+    size_t n = sizeof mesh_arrays / sizeof mesh_arrays[0];
+    sl_status st = SL_OK;
+    for (size_t i = 0; i < n && st == SL_OK; i++) {
+        if (r->resuming) {
+            st = sl_log_array_open(r->log, mesh_arrays[i].path, mesh_arrays[i].type,
+                                   mesh_arrays[i].cols, err);
+            if (st == SL_OK)
+                st = sl_log_array_write(r->log, mesh_arrays[i].path, NULL, 0, err);
+        } else {
+            st = sl_log_array_create(r->log, mesh_arrays[i].path, mesh_arrays[i].type,
+                                     mesh_arrays[i].cols, mesh_arrays[i].doc, err);
+        }
+    }
+    if (st == SL_OK && !r->resuming)
+        st = sl_log_attr_int(r->log, "/mesh", "resolution",
+                             sl_params_int(r->logp, "mesh_resolution"), err);
+    return st;
+}
+
+/* The Chamfer distance of the mesh to the prior's surface, chamfer_points on each side:
+ * both samples are pure functions of the seed, so the figure is deterministic. A prior
+ * that cannot sample its scene (SL_ERR_UNSUPPORTED) leaves NaN with a warning. */
+static sl_status mesh_chamfer(run *r, const sl_mesh *m, sl_chamfer *cd, sl_error *err)
+{
+    size_t n = (size_t)sl_params_int(r->logp, "chamfer_points");
+    uint64_t seed = (uint64_t)sl_params_int(r->root, "seed");
+    float *pred = malloc(n * 3 * sizeof(float)), *truth = malloc(n * 3 * sizeof(float));
+    sl_status st = SL_OK;
+    cd->chamfer = cd->a_to_b = cd->b_to_a = NAN;
+    if (!pred || !truth)
+        st = sl_error_set(err, SL_ERR_NOMEM, "chamfer: out of memory (%zu points)", n);
+    if (st == SL_OK) {
+        st = r->surface->sample(r->prior.state, n, seed, truth, err);
+        if (st != SL_OK) {
+            sl_error_prefix(err, "prior '%s': surface sampler", r->prior.label);
+            if (st == SL_ERR_UNSUPPORTED) {
+                fprintf(stderr, "warning: no chamfer distance: %s\n", err->msg);
+                st = SL_OK;
+                n = 0;
+            }
+        }
+    }
+    if (st == SL_OK && n && m->n_faces == 0) {
+        fprintf(stderr, "warning: no chamfer distance: the mesh is empty (the density never "
+                "crosses the threshold inside the field's bounds)\n");
+        n = 0;
+    }
+    if (st == SL_OK && n) {
+        sl_rng_key key = { seed, 0, STREAM_MESH_SAMPLES, 0 };
+        st = sl_mesh_sample(m, n, key, pred, err);
+        if (st == SL_OK)
+            st = sl_chamfer_distance(pred, n, truth, n, cd, err);
+    }
+    free(pred);
+    free(truth);
+    return st;
+}
+
+/* At the end of the run (or a stop by signal): the mesh into /mesh, the Chamfer distance
+ * into the eval row that the following evaluation commits. */
+static sl_status final_mesh(run *r, int64_t done, sl_error *err)
+{
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    double thr = sl_params_has(r->logp, "mesh_threshold") ? sl_params_float(r->logp, "mesh_threshold")
+                                                          : NAN;
+    sl_mesh m;
+    float bounds[6], level = 0;
+    sl_status st = sl_repr_extract_mesh(rv, r->repr.state,
+                                        (int)sl_params_int(r->logp, "mesh_resolution"), thr, &m,
+                                        bounds, &level, err);
+    if (st != SL_OK) {
+        sl_error_prefix(err, "mesh after %lld steps: representation '%s'", (long long)done,
+                        r->repr.label);
+        return st;
+    }
+    int64_t step = done;
+    st = sl_log_array_write(r->log, "/mesh/vertices", m.vertices, (int64_t)m.n_vertices, err);
+    if (st == SL_OK)
+        st = sl_log_array_write(r->log, "/mesh/colors", m.colors, (int64_t)m.n_vertices, err);
+    if (st == SL_OK)
+        st = sl_log_array_write(r->log, "/mesh/faces", m.faces, (int64_t)m.n_faces, err);
+    if (st == SL_OK)
+        st = sl_log_array_write(r->log, "/mesh/bounds", bounds, 1, err);
+    if (st == SL_OK)
+        st = sl_log_array_write(r->log, "/mesh/threshold", &level, 1, err);
+    if (st == SL_OK)
+        st = sl_log_array_write(r->log, "/mesh/step", &step, 1, err);
+    r->mesh_done = st == SL_OK;
+    r->mesh_vertices = m.n_vertices;
+    r->mesh_faces = m.n_faces;
+    r->mesh_chamfer = NAN;
+    if (st == SL_OK && r->surface) {
+        sl_chamfer cd;
+        st = mesh_chamfer(r, &m, &cd, err);
+        if (st == SL_OK) {
+            sl_log_table_set(r->eval_table, r->col_eval_chamfer, cd.chamfer);
+            sl_log_table_set(r->eval_table, r->col_eval_chamfer_pt, cd.a_to_b);
+            sl_log_table_set(r->eval_table, r->col_eval_chamfer_tp, cd.b_to_a);
+            r->mesh_chamfer = cd.chamfer;
+        }
+    }
+    sl_mesh_free(&m);
     return st;
 }
 
@@ -2183,6 +2400,7 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
     r.opt = opt;
     r.out = opt->out ? opt->out : stdout;
     r.col_var_img = r.col_eval_psnr = r.col_eval_ssim = r.col_eval_depth = r.col_eval_iou = -1;
+    r.col_eval_chamfer = r.col_eval_chamfer_pt = r.col_eval_chamfer_tp = -1;
     if (result)
         memset(result, 0, sizeof *result);
     if (opt->threads > 0)
@@ -2250,4 +2468,120 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
     }
     run_free(&r);
     return st;
+}
+
+/* ------------------------------------------------------------------ a run's representation */
+
+/* The resume path without its writes: the checkpoint's resolved spec, the representation
+ * alone (created, its load_state, its parameter values); neither the log nor the
+ * checkpoint is modified. The prior and the estimator are not created: host->prior()
+ * returns NULL to the representation here. */
+sl_status sl_run_open_representation(const char *log_path, sl_run_repr **out, sl_error *err)
+{
+    if (!out || !log_path)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_run_open_representation: NULL argument");
+    *out = NULL;
+    run *r = calloc(1, sizeof *r);
+    sl_run_repr *h = calloc(1, sizeof *h);
+    if (!r || !h) {
+        free(r);
+        free(h);
+        return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+    }
+    sl_diffusion_default(&r->diffusion);
+    snprintf(r->log_path, sizeof r->log_path, "%s", log_path);
+    sl_status st = sl_ckpt_path_for_log(log_path, r->ckpt_path, sizeof r->ckpt_path, err);
+    struct stat sb;
+    if (st == SL_OK && stat(r->ckpt_path, &sb) != 0)
+        st = sl_error_set(err, SL_ERR_IO, "'%s': no checkpoint '%s' beside it (%s); the run's "
+                          "parameters are only kept there", log_path, r->ckpt_path,
+                          strerror(errno));
+    if (st == SL_OK)
+        st = sl_ckpt_open(r->ckpt_path, &r->resume, err);
+    char *text = NULL, *dir = NULL;
+    if (st == SL_OK)
+        st = sl_ckpt_get_string(r->resume, "spec", &text, err);
+    if (st == SL_OK)
+        st = sl_ckpt_get_string(r->resume, "spec_dir", &dir, err);
+    if (st == SL_OK) {
+        snprintf(r->spec_dir, sizeof r->spec_dir, "%s", dir);
+        snprintf(r->abs_spec_dir, sizeof r->abs_spec_dir, "%s", dir);
+        char label[PATH_MAX + 16];
+        snprintf(label, sizeof label, "%s:/spec", r->ckpt_path);
+        st = sl_spec_parse_string(text, strlen(text), label, &r->spec, err);
+    }
+    free(text);
+    free(dir);
+    if (st == SL_OK) st = resolve_core_sections(r, err);
+    if (st == SL_OK) st = load_registry(r, err);
+    if (st == SL_OK) st = find_plugin(r, "representation", SL_KIND_REPRESENTATION, &r->repr, err);
+    if (st == SL_OK) st = resolve_plugin_section(r, &r->repr, err);
+    if (st == SL_OK) {
+        r->defining = 1;   /* its series are recorded nowhere: there is no log */
+        st = create_instance(r, &r->repr, SL_STREAM_PLUGIN_BASE + 0x100, err);
+        r->defining = 0;
+    }
+    state_fn save, load;
+    sl_state_io *io = NULL;
+    if (st == SL_OK) {
+        state_fns(&r->repr, &save, &load);
+        char section[200];
+        snprintf(section, sizeof section, "plugins/%s", r->repr.label);
+        if (load && (st = sl_ckpt_section(r->resume, section, &io, err)) == SL_OK &&
+            (st = load(r->repr.state, io, err)) != SL_OK)
+            sl_error_prefix(err, "representation '%s': load_state", r->repr.label);
+    }
+    /* Parameter values only: Adam's moments are of no use here. */
+    const sl_representation_vtable *rv = r->repr.desc ? r->repr.desc->vtable : NULL;
+    int64_t n_groups = 0;
+    if (st == SL_OK) {
+        size_t n = rv->param_groups(r->repr.state, NULL, 0);
+        r->groups = calloc(n ? n : 1, sizeof *r->groups);
+        if (!r->groups)
+            st = sl_error_set(err, SL_ERR_NOMEM, "out of memory");
+        else
+            r->n_groups = rv->param_groups(r->repr.state, r->groups, n);
+    }
+    if (st == SL_OK) st = sl_ckpt_section(r->resume, "core", &io, err);
+    if (st == SL_OK) st = get_i64(io, "steps_done", &h->steps_done, err);
+    if (st == SL_OK) st = get_i64(io, "groups/count", &n_groups, err);
+    if (st == SL_OK && n_groups != (int64_t)r->n_groups)
+        st = sl_error_set(err, SL_ERR_FORMAT, "checkpoint '%s' holds %lld parameter groups, "
+                          "representation '%s' has %zu", r->ckpt_path, (long long)n_groups,
+                          r->repr.label, r->n_groups);
+    for (size_t g = 0; st == SL_OK && g < r->n_groups; g++) {
+        char name[160];
+        snprintf(name, sizeof name, "groups/%s/data", r->groups[g].name);
+        st = sl_state_get(io, name, SL_STATE_F32, r->groups[g].data, r->groups[g].n, err);
+    }
+    sl_ckpt_close(r->resume);
+    r->resume = NULL;
+    if (st != SL_OK) {
+        sl_error_prefix(err, "cannot open the representation of '%s'", log_path);
+        run_free(r);
+        free(r);
+        free(h);
+        return st;
+    }
+    h->vt = rv;
+    h->state = r->repr.state;
+    h->label = r->repr.label;
+    h->mesh_resolution = (int)sl_params_int(r->logp, "mesh_resolution");
+    h->mesh_threshold = sl_params_has(r->logp, "mesh_threshold")
+                            ? sl_params_float(r->logp, "mesh_threshold") : NAN;
+    h->priv = r;
+    *out = h;
+    return SL_OK;
+}
+
+void sl_run_repr_close(sl_run_repr *h)
+{
+    if (!h)
+        return;
+    run *r = h->priv;
+    if (r) {
+        run_free(r);
+        free(r);
+    }
+    free(h);
 }

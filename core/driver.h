@@ -44,4 +44,37 @@ typedef struct sl_run_result {
  * SL_ERR_SPEC for an override other than steps=N or too few steps. */
 sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err);
 
+/* ---- meshes (docs/log-format.md, /mesh; docs/user-guide.md, "Exporting meshes") ---- */
+
+struct sl_representation_vtable;
+struct sl_mesh;
+
+/* Marching cubes of a representation's density over its field_bounds box at `resolution`
+ * grid points per axis, at iso-level `threshold` (NaN: the representation's own), with
+ * vertex colours from its rgb. bounds (6,) and *level receive what was used. *out is
+ * freed by the caller (sl_mesh_free). SL_ERR_UNSUPPORTED when the representation has no
+ * sample_field/field_bounds. */
+sl_status sl_repr_extract_mesh(const struct sl_representation_vtable *rv, void *state,
+                               int resolution, double threshold, struct sl_mesh *out,
+                               float bounds[6], float *level, sl_error *err);
+
+/* The representation of a finished (or stopped) run, recreated from the checkpoint beside
+ * its log (RUN.h5 -> RUN.ckpt.h5): the checkpoint's resolved spec, the plugin created,
+ * its load_state and its parameter values. Nothing is written. Only the representation
+ * is created (its host's prior() returns NULL). */
+typedef struct sl_run_repr {
+    const struct sl_representation_vtable *vt;
+    void *state;
+    const char *label;
+    int64_t steps_done;          /* the checkpoint's */
+    int mesh_resolution;         /* the run's log.mesh_resolution */
+    double mesh_threshold;       /* the run's log.mesh_threshold; NaN when not set */
+    void *priv;                  /* the run it lives in */
+} sl_run_repr;
+
+/* SL_ERR_IO when the checkpoint is missing (the message says so), SL_ERR_FORMAT when it
+ * cannot be used, SL_ERR_SPEC / SL_ERR_PLUGIN when the plugin cannot be found or created. */
+sl_status sl_run_open_representation(const char *log_path, sl_run_repr **out, sl_error *err);
+void sl_run_repr_close(sl_run_repr *h);   /* NULL: no-op */
+
 #endif

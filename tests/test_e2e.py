@@ -259,6 +259,91 @@ class World(unittest.TestCase):
                     self.assertGreater(np.std(f["renders/rgb"][-1]), 10)
 
 
+    def test_mesh_chamfer_and_export_of_a_field_representation(self):
+        """A representation with a density field (an analytic ball matching the prompt's
+        sphere, radius 0.6 after the world's normalisation) gets a watertight /mesh at the
+        end of the run, a small Chamfer distance on the last eval row, and `steinlab
+        export` writes it as OBJ and PLY, from the log or re-extracted from the checkpoint."""
+        plugin = os.path.join(BUILD, "tests", "plugins", "sphere_field.so")
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "m.h5")
+            r = run(["run", WORLD_VIEW, f"plugin_paths=[{plugin}]",
+                     "representation={plugin: sphere_field}", "prior.prompt=a red sphere",
+                     "steps=4", "log.eval_every=2", "log.mesh_resolution=48",
+                     "log.chamfer_points=4000", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("chamfer", r.stdout)
+            with h5py.File(log, "r") as f:
+                v = f["mesh/vertices"][()]
+                faces = f["mesh/faces"][()]
+                self.assertEqual(v.dtype, np.float32)
+                self.assertEqual(faces.dtype, np.int32)
+                self.assertEqual(f["mesh/colors"].dtype, np.uint8)
+                self.assertEqual(f["mesh/colors"].shape, v.shape)
+                self.assertEqual(int(f["mesh/step"][0]), 4)
+                self.assertEqual(int(f["mesh"].attrs["resolution"]), 48)
+                self.assertEqual(float(f["mesh/threshold"][0]), 1.0)
+                self.assertTrue(np.all(f["mesh/colors"][()] == [255, 0, 0]))
+                # On the ball of radius 0.6 within the grid's accuracy (spacing 1.5 / 47).
+                self.assertLess(np.abs(np.linalg.norm(v, axis=1) - 0.6).max(), 0.01)
+                # Watertight: every undirected edge on exactly two triangles, walked in
+                # opposite directions (consistent orientation).
+                e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+                und = np.sort(e, axis=1)
+                keys, counts = np.unique(und, axis=0, return_counts=True)
+                self.assertTrue(np.all(counts == 2))
+                self.assertEqual(len(np.unique(e, axis=0)), len(e))
+                self.assertEqual(len(v) - len(keys) + len(faces), 2)   # a sphere
+                cd = f["eval/chamfer"][()]
+                self.assertEqual(len(cd), len(f["eval/step"]))
+                self.assertTrue(np.all(np.isnan(cd[:-1])))
+                print(f"sphere_field: mesh {len(v)} vertices, chamfer {cd[-1]:.4f}",
+                      file=sys.stderr)
+                self.assertLess(cd[-1], 0.03)
+                self.assertGreater(cd[-1], 0)
+                self.assertAlmostEqual(cd[-1], 0.5 * (f["eval/chamfer_mesh_to_true"][-1] +
+                                                      f["eval/chamfer_true_to_mesh"][-1]))
+                self.assertIn("Chamfer", f["eval/chamfer"].attrs["doc"])
+            obj, ply = os.path.join(tmp, "m.obj"), os.path.join(tmp, "m.ply")
+            r = run(["export", log, "--mesh", obj])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(obj) as fh:
+                lines = fh.read().splitlines()
+            verts = [l.split() for l in lines if l.startswith("v ")]
+            tris = [l.split() for l in lines if l.startswith("f ")]
+            self.assertEqual((len(verts), len(tris)), (len(v), len(faces)))
+            self.assertTrue(all(len(x) == 7 for x in verts))   # v x y z r g b
+            self.assertEqual(np.array(tris)[:, 1:].astype(int).min(), 1)
+            np.testing.assert_array_equal(np.array(verts)[:, 1:4].astype(np.float32), v)
+            # Re-extracted from the checkpoint: a coarser grid, the same ball.
+            r = run(["export", log, "--mesh", ply, "--resolution", "24"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(ply, "rb") as fh:
+                data = fh.read()
+            head, body = data.split(b"end_header\n", 1)
+            nv = int(head.split(b"element vertex ")[1].split()[0])
+            nf = int(head.split(b"element face ")[1].split()[0])
+            self.assertIn(b"binary_little_endian", head)
+            vrec = np.frombuffer(body[:15 * nv], dtype=[("p", "<f4", 3), ("c", "u1", 3)])
+            frec = np.frombuffer(body[15 * nv:], dtype=[("n", "u1"), ("i", "<i4", 3)])
+            self.assertEqual(len(frec), nf)
+            self.assertTrue(np.all(frec["n"] == 3))
+            self.assertLess(frec["i"].max(), nv)
+            self.assertLess(np.abs(np.linalg.norm(vrec["p"], axis=1) - 0.6).max(), 0.02)
+            self.assertLess(nv, len(v))
+            # A representation without a density field has no /mesh: a clear refusal.
+            log2 = os.path.join(tmp, "w.h5")
+            r = run(["run", WORLD_VIEW, "steps=1", f"log.path={log2}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log2, "r") as f:
+                self.assertNotIn("mesh", f)
+                self.assertNotIn("chamfer", f["eval"])
+            r = run(["export", log2, "--mesh", obj])
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("has no /mesh", r.stderr)
+            self.assertIn("sample_field", r.stderr)
+
+
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])

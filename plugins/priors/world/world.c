@@ -29,6 +29,8 @@
 #include "render.h"
 #include "scene.h"
 #include "steinlab/steinlab.h"
+#include "steinlab/surface.h"
+#include "surface.h"
 
 enum {
     WORLD_T_BINS = 10,         /* entropy series: t in [100 b, 100 b + 100), t = 1000 in bin 9 */
@@ -802,8 +804,25 @@ static const sl_geometry_estimator world_normal_ext = {
     .vjp = world_normal_ext_vjp,
 };
 
+/* Ground truth for the Chamfer metric: the prompt's scene (scene 0), on the plugin's stream
+ * base + 1 (the base itself draws the subsample). */
+static sl_status world_surface_ext_sample(void *state, size_t n, uint64_t seed, float *points,
+                                          sl_error *err)
+{
+    world_state *s = state;
+    sl_rng_key key = { seed, 0, s->host->rng_stream_base + 1, 0 };
+    return world_surface_sample(&s->scenes[0], n, key, points, err);
+}
+
+static const sl_surface_sampler world_surface_ext = {
+    .struct_size = sizeof(sl_surface_sampler),
+    .sample = world_surface_ext_sample,
+};
+
 static const void *world_extension(void *state, const char *uri)
 {
+    if (strcmp(uri, SL_EXT_SURFACE_SAMPLER) == 0)
+        return &world_surface_ext;
     if (strcmp(uri, SL_EXT_DEPTH_ESTIMATOR) == 0)
         return &world_depth_ext;
     if (strcmp(uri, SL_EXT_NORMAL_ESTIMATOR) == 0)
