@@ -104,7 +104,7 @@ class Expansion(unittest.TestCase):
             self.assertFalse(os.path.exists(out))
             first = line_of(spec, "sweep:") + 1
             for block, want in [
-                ("  seed: 3\n", "{0}:3: sweep.seed: expected a non-empty list of values, "
+                ("  seed: 3\n", "{0}:9: sweep.seed: expected a non-empty list of values, "
                                 "found a scalar '3'"),
                 ("  log.path: [a.h5]\n", "{0}:3: sweep.log.path: expected a spec key other "
                                          "than log.path"),

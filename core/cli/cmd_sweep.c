@@ -275,9 +275,9 @@ static void view_draw(view *v, const sl_sweep *sw, const char *abs_dir, const ce
             long long d = 0, t = 0;
             double loss = 0;
             if (cell_progress(abs_dir, running[i].cell, &d, &t, &loss))
-                printf("  %s  %-40.40s  %lld/%lld  loss %.4g\033[K\n", name, desc, d, t, loss);
+                printf("  %s  %-56.56s  %lld/%lld  loss %.4g\033[K\n", name, desc, d, t, loss);
             else
-                printf("  %s  %-40.40s  %s\033[K\n", name, desc,
+                printf("  %s  %-56.56s  %s\033[K\n", name, desc,
                        running[i].resumed ? "resuming" : "starting");
             v->lines_drawn++;
         }
