@@ -311,7 +311,8 @@ static int32_t edge_vertex(mc_builder *b, const float *const s[2], int i, int j,
     }
     if (*slot >= 0)
         return *slot;
-    if (b->nv >= (size_t)INT32_MAX || grow((void **)&b->verts, &b->cap_v, b->nv + 1, 3 * sizeof(float)))
+    if (b->nv >= (size_t)INT32_MAX ||
+        grow((void **)&b->verts, &b->cap_v, b->nv + 1, 3 * sizeof(float)))
         return -1;
     int c[2];
     sl_mc_edge_corners(e, &c[0], &c[1]);
@@ -676,8 +677,9 @@ sl_status sl_mesh_sample(const sl_mesh *m, size_t n, sl_rng_key key, float *poin
     /* Cumulative areas, summed in face order (deterministic). */
     double total = 0;
     for (size_t t = 0; t < m->n_faces; t++) {
-        const float *a = m->vertices + 3 * m->faces[3 * t], *b = m->vertices + 3 * m->faces[3 * t + 1],
-                    *c = m->vertices + 3 * m->faces[3 * t + 2];
+        const float *a = m->vertices + 3 * m->faces[3 * t];
+        const float *b = m->vertices + 3 * m->faces[3 * t + 1];
+        const float *c = m->vertices + 3 * m->faces[3 * t + 2];
         double u[3], v[3];
         for (int d = 0; d < 3; d++) {
             u[d] = (double)b[d] - a[d];

@@ -64,8 +64,9 @@ static double signed_volume(const sl_mesh *m)
 {
     double v = 0;
     for (size_t t = 0; t < m->n_faces; t++) {
-        const float *a = m->vertices + 3 * m->faces[3 * t], *b = m->vertices + 3 * m->faces[3 * t + 1],
-                    *c = m->vertices + 3 * m->faces[3 * t + 2];
+        const float *a = m->vertices + 3 * m->faces[3 * t];
+        const float *b = m->vertices + 3 * m->faces[3 * t + 1];
+        const float *c = m->vertices + 3 * m->faces[3 * t + 2];
         v += (a[0] * ((double)b[1] * c[2] - (double)b[2] * c[1]) -
               a[1] * ((double)b[0] * c[2] - (double)b[2] * c[0]) +
               a[2] * ((double)b[0] * c[1] - (double)b[1] * c[0])) / 6.0;
@@ -255,8 +256,9 @@ START_TEST(all_256_cases)
             }
             for (int q = 0; q < 3; q++)
                 uses[e[q]][e[(q + 1) % 3]]++;
-            const float *a = m.vertices + 3 * m.faces[3 * t], *b = m.vertices + 3 * m.faces[3 * t + 1],
-                        *c = m.vertices + 3 * m.faces[3 * t + 2];
+            const float *a = m.vertices + 3 * m.faces[3 * t];
+            const float *b = m.vertices + 3 * m.faces[3 * t + 1];
+            const float *c = m.vertices + 3 * m.faces[3 * t + 2];
             double u[3], w[3];
             for (int k = 0; k < 3; k++) {
                 u[k] = (double)b[k] - a[k];
@@ -438,7 +440,8 @@ static float *sphere_points(size_t n, double r, uint32_t stream)
     float *p = malloc(3 * n * sizeof(float));
     sl_rng_key key = { 3, 0, stream, 0 };
     for (size_t i = 0; i < n; i++) {
-        double z = 1 - 2 * sl_rng_uniform1(key, 2 * i), phi = 2 * PI * sl_rng_uniform1(key, 2 * i + 1);
+        double z = 1 - 2 * sl_rng_uniform1(key, 2 * i);
+        double phi = 2 * PI * sl_rng_uniform1(key, 2 * i + 1);
         double s = sqrt(1 - z * z);
         p[3 * i] = (float)(r * s * cos(phi));
         p[3 * i + 1] = (float)(r * s * sin(phi));

@@ -47,7 +47,10 @@ static void destroy(void *p)
     s->host->free_mem(s->host, s);
 }
 
-static uint32_t outputs(const void *p) { return SL_RENDER_RGB | SL_RENDER_DEPTH | SL_RENDER_OPACITY; }
+static uint32_t outputs(const void *p)
+{
+    return SL_RENDER_RGB | SL_RENDER_DEPTH | SL_RENDER_OPACITY;
+}
 
 static size_t groups(void *p, sl_param_group *g, size_t max)
 {
