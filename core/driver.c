@@ -31,6 +31,7 @@
 #include "sl_build_config.h"
 #include "spec.h"
 #include "strbuf.h"
+#include "sweep.h"
 
 #include "steinlab/image.h"
 #include "steinlab/mesh.h"
@@ -2417,6 +2418,8 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
     }
     for (size_t i = 0; st == SL_OK && i < opt->n_overrides; i++)
         st = sl_spec_override(r.spec, opt->overrides[i], err);
+    if (st == SL_OK && !opt->resume_path)
+        st = sl_sweep_refuse_in_run(r.spec, opt->spec_path, err);
     if (st == SL_OK)
         st = validate_and_create(&r, err);
     if (st == SL_OK && r.resuming)

@@ -14,3 +14,5 @@ export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 meson test -C build-asan --suite fast --print-errorlogs --num-processes 2
 scripts/fuzz-smoke.sh
+scripts/slurm-test.sh
+scripts/notebook-test.sh

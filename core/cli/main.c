@@ -19,9 +19,15 @@ static void usage(FILE *out)
             "                      run an experiment; the last line printed is 'log: PATH'\n"
             "  run --resume RUN.h5 [steps=N]\n"
             "                      continue a run from its checkpoint RUN.ckpt.h5\n"
+            "  sweep SPEC.yaml [key=value ...] [--jobs N] [--out DIR] [--threads-per-job T] [--dry-run]\n"
+            "                      run a spec's sweep grid in parallel; the last line is 'index: PATH'\n"
+            "  sweep SPEC.yaml --slurm [--partition P] [--time T] [--cpus-per-task C] [--mem M]\n"
+            "                      write (and submit) a Slurm job array of the unfinished cells\n"
             "  plugins [NAME]      list plugins, or show one plugin's parameters\n"
             "  plugins --markdown  print the spec reference (docs/spec-reference.md)\n"
             "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
+            "  export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N] [--threshold X]\n"
+            "                      write the run's mesh (or re-extract it from the checkpoint)\n"
             "  world list | show PROMPT | render PROMPT --out FILE.png\n"
             "                      the world prior's scenes (docs/world.md)\n"
             "  version             print the version and build configuration\n"
@@ -56,6 +62,10 @@ int main(int argc, char **argv)
         return sl_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "world"))
         return sl_cmd_world(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sweep"))
+        return sl_cmd_sweep(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export"))
+        return sl_cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
                sl_version());
