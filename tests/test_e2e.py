@@ -18,6 +18,7 @@ SRC = os.environ["STEINLAB_SOURCE_ROOT"]
 BUILD = os.environ["STEINLAB_BUILD_ROOT"]
 QUICKSTART = os.path.join(SRC, "experiments", "quickstart-2d.yaml")
 WORLD_VIEW = os.path.join(SRC, "experiments", "world-view-2d.yaml")
+SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
 NAN_PLUGIN = os.path.join(BUILD, "tests", "plugins", "nan_at_step.so")
 # Attributes that describe the machine and the moment, not the computation.
 ENVIRONMENT_ATTRS = {"created", "host"}
@@ -342,6 +343,70 @@ class World(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("has no /mesh", r.stderr)
             self.assertIn("sample_field", r.stderr)
+
+
+class Ssd(unittest.TestCase):
+    """The SSD estimator end to end (docs/estimators.md): its spec runs and logs mu, SSD with
+    the constant baseline and a fixed mu = 1 is SDS bit for bit, and a baseline that needs
+    depth is refused on a representation without it."""
+
+    def test_ssd_2d_runs_and_logs_mu(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "ssd.h5")
+            r = run(["run", SSD_2D, "steps=80", "log.eval_every=40", "log.render_every=40",
+                     f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                steps = int(f.attrs["steps"])
+                self.assertEqual(steps, 80)
+                for k in ["ssd_mu_constant_mean", "ssd_mu_constant_min", "ssd_mu_constant_max",
+                          "ssd_objective", "ssd_objective_sds"]:
+                    v = f["steps"][k][:]
+                    self.assertEqual(v.shape, (steps,), k)
+                    self.assertTrue(np.all(np.isfinite(v)), k)
+                mu = f["steps/ssd_mu_constant_mean"][:]
+                # Step 0 uses the initial value; later steps a fit on earlier steps only.
+                self.assertEqual(mu[0], 1.0)
+                self.assertFalse(np.all(mu == 1.0))
+                ratio = f["steps/ssd_objective"][:].sum() / f["steps/ssd_objective_sds"][:].sum()
+                print(f"ssd-2d: mu {mu[1]:.4f} -> {mu[-1]:.4f}, second moment SSD/SDS "
+                      f"{ratio:.4f}", file=sys.stderr)
+                self.assertEqual(f["plugins/ssd"].attrs["kind"], "estimator")
+                self.assertEqual(f["plugins/ssd/constant"].attrs["kind"], "baseline")
+
+    def test_fixed_mu_one_is_sds_bit_for_bit(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            logs = {}
+            for name, est in [("ssd", "estimator.mu={fit: none, value: 1}"),
+                              ("sds", "estimator={plugin: sds, t_range: [0.02, 0.98], "
+                                      "weighting: sds}")]:
+                logs[name] = os.path.join(tmp, f"{name}.h5")
+                r = run(["run", SSD_2D, "steps=40", "log.eval_every=20",
+                         "log.render_every=20", est, f"log.path={logs[name]}"])
+                self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(logs["ssd"], "r") as a, h5py.File(logs["sds"], "r") as b:
+                self.assertTrue(np.all(a["steps/ssd_mu_constant_mean"][:] == 1.0))
+                compared = 0
+                for k in b["steps"]:
+                    if k == "time_s":
+                        continue
+                    self.assertTrue(np.array_equal(a["steps"][k][:], b["steps"][k][:],
+                                                   equal_nan=True), f"/steps/{k} differs")
+                    compared += 1
+                self.assertGreaterEqual(compared, 7)
+                self.assertTrue(np.array_equal(a["eval/psnr"][:], b["eval/psnr"][:]))
+                self.assertTrue(np.array_equal(a["renders/rgb"][:], b["renders/rgb"][:]))
+
+    def test_depth_baseline_refused_on_image2d(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "never.h5")
+            r = run(["run", SSD_2D, "estimator.baselines=[depth]", f"log.path={log}"])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(r.stderr.strip().splitlines()[-1],
+                             "error: <command line>:1:22: estimator.baselines[0].plugin: "
+                             "baseline 'depth' needs the representation's depth output, but "
+                             "representation 'image2d' does not render it")
+            self.assertFalse(os.path.exists(log), "a log was written for a refused spec")
 
 
 class Cli(unittest.TestCase):
