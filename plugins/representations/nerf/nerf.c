@@ -26,7 +26,7 @@
  * multiply the memory by seven for an output that is rarely differentiated).
  *
  * Determinism of the gradient (no float atomics): the rays are split into blocks of a
- * fixed size, and the blocks into NERF_GRAD_SHARDS contiguous shards — both independent of
+ * fixed size, and block b belongs to shard b mod NERF_GRAD_SHARDS — both independent of
  * the thread count. Each shard accumulates its rays' contributions, in ray order, into a
  * private gradient buffer; the buffers are then added to the groups' grad element by
  * element in shard order. Any number of threads therefore gives the same bits (threads only
@@ -1140,11 +1140,14 @@ static sl_status nerf_backward(void *state, const sl_render *grad, sl_error *err
                 continue;
             nerf_grads g = { buf, buf + s->n_table, buf + s->n_table + s->dens.n_params,
                              buf + s->n_table + s->dens.n_params + s->col.n_params };
-            size_t b0 = nblocks * (size_t)sh / NERF_GRAD_SHARDS;
-            size_t b1 = nblocks * (size_t)(sh + 1) / NERF_GRAD_SHARDS;
-            size_t r0 = b0 * NERF_RAY_BLOCK, r1 = b1 * NERF_RAY_BLOCK < rays ? b1 * NERF_RAY_BLOCK : rays;
-            for (size_t r = r0; r < r1; r++)
-                nerf_ray_backward(s, r, grad, reg_sparsity, reg_orient, &g, scratch);
+            /* Shard sh owns blocks sh, sh + S, sh + 2S, ...: every shard gets rays from
+             * the whole image, so the shards' loads are even (objects fill the middle). */
+            for (size_t blk = (size_t)sh; blk < nblocks; blk += NERF_GRAD_SHARDS) {
+                size_t r0 = blk * NERF_RAY_BLOCK;
+                size_t r1 = r0 + NERF_RAY_BLOCK < rays ? r0 + NERF_RAY_BLOCK : rays;
+                for (size_t r = r0; r < r1; r++)
+                    nerf_ray_backward(s, r, grad, reg_sparsity, reg_orient, &g, scratch);
+            }
         }
         free(scratch);
         /* Shards are summed into the groups element by element in shard order. */

@@ -1,0 +1,155 @@
+/* tests/bench_nerf.c — forward+backward time of the `nerf` representation per view (a
+ * benchmark, not a test; docs/perf.md, section "NeRF").
+ *
+ *     bench_nerf [threads] [repeats] [extra yaml for the representation]
+ *
+ * For each size (64x64, 128x128): one TRAIN render of one view (rgb, depth, opacity) and
+ * its backward with a random upstream gradient on rgb, best of `repeats`; samples per
+ * second count the samples evaluated (forward) per second of forward+backward. The default
+ * configuration matches tests/bench_nerf_torch.py: 8 levels x 2 features, 2^15 entries,
+ * N_min 16, b 1.447, density MLP 16-32-16, colour MLP 15-32-3, 64 samples per ray, no
+ * occupancy skipping and no early termination (every sample of a ray inside the box is
+ * evaluated in both implementations). Peak memory is the process's max RSS. */
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "spec.h"
+#include "steinlab/steinlab.h"
+
+#define steinlab_plugin_entry bench_entry_nerf
+#include "../plugins/representations/nerf/nerf.c"
+#undef steinlab_plugin_entry
+
+static void b_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[nerf] ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void *b_alloc(const sl_host *h, size_t bytes)
+{
+    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
+    void *p = aligned_alloc(64, rounded);
+    if (p)
+        memset(p, 0, rounded);
+    return p;
+}
+
+static void b_free(const sl_host *h, void *p)
+{
+    free(p);
+}
+
+static sl_status b_declare(const sl_host *h, const char *n, const char *d, sl_error *e)
+{
+    return SL_OK;
+}
+
+static void b_record(const sl_host *h, const char *n, double v) {}
+
+static const sl_prior_ref *b_prior(const sl_host *h)
+{
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    int repeats = argc > 2 ? atoi(argv[2]) : 5;
+    const char *extra = argc > 3 ? argv[3] : "";
+    omp_set_num_threads(threads);
+    sl_host host = {
+        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "nerf",
+        .seed = 0, .rng_stream_base = SL_STREAM_PLUGIN_BASE + 0x100, .log = b_log,
+        .alloc = b_alloc, .free_mem = b_free, .declare_series = b_declare, .record = b_record,
+        .prior = b_prior, .spec_dir = ".",
+    };
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml, "occupancy: false\nearly_stop: 0\nnormals: none\n%s", extra);
+    const sl_plugin *p = bench_entry_nerf(0);
+    const sl_representation_vtable *vt = p->vtable;
+    static const char *const reserved[] = { "plugin", "label", NULL };
+    sl_node *root = NULL;
+    sl_params *params = NULL;
+    sl_error err = { "" };
+    void *state = NULL;
+    if (sl_spec_parse_string(yaml, strlen(yaml), "<bench>", &root, &err) != SL_OK ||
+        sl_params_resolve(root, "nerf", &p->params, reserved, &params, &err) != SL_OK ||
+        vt->create(&host, params, &state, &err) != SL_OK) {
+        fprintf(stderr, "bench_nerf: %s\n", err.msg);
+        return 1;
+    }
+    sl_node_free(root);
+    printf("threads %d, repeats %d, config: %s\n", threads, repeats,
+           *extra ? extra : "(defaults, no occupancy, no early stop)");
+    printf("%-8s %10s %10s %10s %12s %14s\n", "size", "fwd ms", "bwd ms", "total ms",
+           "samples", "samples/s");
+    const int sizes[2] = { 64, 128 };
+    for (int si = 0; si < 2; si++) {
+        int R = sizes[si];
+        sl_camera cam;
+        sl_camera_orbit(30.0f, 15.0f, 2.0f, NULL, 50.0f, R, R, &cam);
+        size_t px = (size_t)R * R;
+        float *rgb = malloc(px * 12), *depth = malloc(px * 4), *opac = malloc(px * 4);
+        float *G = malloc(px * 12);
+        sl_rng_key k = { .seed = 1, .step = 0, .stream = 77, .sample = 0 };
+        sl_rng_normal(k, 0, px * 3, G);
+        sl_render out = { 1, R, R, rgb, depth, NULL, opac };
+        sl_render grad = { 1, R, R, G, NULL, NULL, NULL };
+        sl_render_request req = { &cam, 1, 0, SL_RENDER_TRAIN };
+        double best_f = 1e30, best_b = 1e30, best_t = 1e30;
+        double samples = 0;
+        for (int rep = 0; rep < repeats + 1; rep++) {   /* the first is a warm-up */
+            double t0 = now_s();
+            if (vt->render(state, &req, &out, &err) != SL_OK) {
+                fprintf(stderr, "bench_nerf: %s\n", err.msg);
+                return 1;
+            }
+            double t1 = now_s();
+            if (vt->backward(state, &grad, &err) != SL_OK) {
+                fprintf(stderr, "bench_nerf: %s\n", err.msg);
+                return 1;
+            }
+            double t2 = now_s();
+            if (rep == 0)
+                continue;
+            if (t2 - t0 < best_t) {
+                best_t = t2 - t0;
+                best_f = t1 - t0;
+                best_b = t2 - t1;
+            }
+        }
+        nerf_state *s = state;
+        samples = 0;
+        for (size_t r = 0; r < px; r++)
+            samples += s->ray_n[r];
+        printf("%-8s %10.2f %10.2f %10.2f %12.0f %14.3g\n", R == 64 ? "64x64" : "128x128",
+               1e3 * best_f, 1e3 * best_b, 1e3 * best_t, samples, samples / best_t);
+        free(rgb);
+        free(depth);
+        free(opac);
+        free(G);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak memory (max RSS): %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    vt->destroy(state);
+    sl_params_free(params);
+    return 0;
+}
