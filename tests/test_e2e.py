@@ -171,10 +171,10 @@ class BadSpecs(unittest.TestCase):
 
     CASES = [
         (["estimator.plugin=sdss"],
-         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds), "
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds, ssd), "
          "found unknown plugin 'sdss'; did you mean 'sds'?"),
         (["estimator.plugin=image2d"],
-         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds), "
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds, ssd), "
          "found 'image2d', which is a representation plugin"),
         (["optimizer.groups={levl0: {lr: 0.1}}"],
          "<command line>:1:19: optimizer.groups.levl0: unknown parameter group (expected one "
@@ -413,7 +413,7 @@ class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for name in ["image2d", "image", "world", "sds", "constant"]:
+        for name in ["image2d", "image", "world", "sds", "ssd", "constant", "depth", "normal"]:
             self.assertIn(f"  {name} ", r.stdout)
         r = run(["plugins", "image"])
         self.assertEqual(r.returncode, 0, r.stderr)
