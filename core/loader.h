@@ -6,7 +6,10 @@
  * libsteinlab in use lives in the build tree, else <prefix>/<libdir>/steinlab/plugins.
  * An entry of a search path is a directory (every *.so in it, in name order, not
  * recursive) or a file. Any file that fails the checks makes loading fail, with the
- * file's path and the reason in the message: a plugin path holds no broken plugins. */
+ * file's path and the reason in the message: a plugin path holds no broken plugins.
+ * Loading is explicit: only files on this path are loaded, and a file that other users can
+ * write (or that sits in a directory they can write without the sticky bit) is refused,
+ * as ssh refuses loose key permissions. */
 #ifndef STEINLAB_CORE_LOADER_H
 #define STEINLAB_CORE_LOADER_H
 

@@ -305,11 +305,45 @@ static sl_status add_plugin(sl_registry *r, const sl_plugin *d, size_t lib, sl_e
     return SL_OK;
 }
 
+/* A spec can load code, so, as ssh does with loose key permissions, a plugin that another
+ * user could have replaced is refused: the file must not be writable by group or others,
+ * nor its directory unless that directory has the sticky bit (like /tmp). */
+static sl_status check_trust(const char *path, const struct stat *file, sl_error *err)
+{
+    if (file->st_mode & (S_IWGRP | S_IWOTH))
+        return sl_error_set(err, SL_ERR_PLUGIN,
+                            "%s: refusing to load a plugin that other users can write (mode "
+                            "%04o); fix with: chmod go-w '%s'",
+                            path, (unsigned)(file->st_mode & 07777), path);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    struct stat ds;
+    if (stat(dir, &ds) != 0)
+        return sl_error_set(err, SL_ERR_PLUGIN, "%s: cannot inspect its directory '%s'", path,
+                            dir);
+    if ((ds.st_mode & (S_IWGRP | S_IWOTH)) && !(ds.st_mode & S_ISVTX))
+        return sl_error_set(err, SL_ERR_PLUGIN,
+                            "%s: refusing to load a plugin from a directory that other users "
+                            "can write without the sticky bit ('%s', mode %04o)",
+                            path, dir, (unsigned)(ds.st_mode & 07777));
+    return SL_OK;
+}
+
 sl_status sl_registry_load_file(sl_registry *r, const char *path, sl_error *err)
 {
     struct stat stt;
     if (stat(path, &stt) != 0)
         return sl_error_set(err, SL_ERR_PLUGIN, "%s: no such plugin file", path);
+    sl_status trust = check_trust(path, &stt, err);
+    if (trust != SL_OK)
+        return trust;
     for (size_t i = 0; i < r->n_libs; i++)
         if (r->libs[i].dev == stt.st_dev && r->libs[i].ino == stt.st_ino)
             return SL_OK;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "loader.h"
 
@@ -169,6 +170,44 @@ START_TEST(search_path_order)
 }
 END_TEST
 
+/* Plugins other users could have replaced are refused (the file, or its directory
+ * without the sticky bit); a sticky world-writable directory like /tmp is fine. */
+START_TEST(loose_permissions_rejected)
+{
+    setup_dirs();
+    char dir[] = "/tmp/steinlab-trust-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char src[4200], dst[4200], cmd[9000];
+    snprintf(src, sizeof src, "%s/sds.so", plugin_dir);
+    snprintf(dst, sizeof dst, "%s/sds.so", dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, dst);
+    ck_assert_int_eq(system(cmd), 0);
+    sl_error err = { "" };
+
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    ck_assert_int_eq(chmod(dst, 0666), 0);
+    sl_registry *r = fresh();
+    ck_assert_int_eq(sl_registry_load_file(r, dst, &err), SL_ERR_PLUGIN);
+    ck_assert_msg(strstr(err.msg, "refusing to load a plugin that other users can write "
+                                  "(mode 0666)") != NULL, "%s", err.msg);
+    sl_registry_destroy(r);
+
+    ck_assert_int_eq(chmod(dst, 0755), 0);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    r = fresh();
+    ck_assert_int_eq(sl_registry_load_file(r, dst, &err), SL_ERR_PLUGIN);
+    ck_assert_msg(strstr(err.msg, "without the sticky bit") != NULL, "%s", err.msg);
+    sl_registry_destroy(r);
+
+    ck_assert_int_eq(chmod(dir, 01777), 0);
+    r = fresh();
+    ck_assert_msg(sl_registry_load_file(r, dst, &err) == SL_OK, "%s", err.msg);
+    sl_registry_destroy(r);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("loader");
@@ -180,6 +219,7 @@ int main(void)
     tcase_add_test(tc, bad_default_rejected);
     tcase_add_test(tc, non_plugin_library_rejected);
     tcase_add_test(tc, search_path_order);
+    tcase_add_test(tc, loose_permissions_rejected);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
