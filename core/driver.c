@@ -1214,6 +1214,70 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
     return st;
 }
 
+static void format_bytes(double bytes, char *buf, size_t size)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+}
+
+/* The memory the run's own buffers take (driver.c's alloc_buffers and a probe's), from the
+ * sizes alone: an upper bound (every optional render output counted). */
+static double core_buffer_bytes(const run *r)
+{
+    double B = r->batch, S = r->samples, R2 = (double)r->cams.resolution * r->cams.resolution;
+    double V = r->cams.eval_views;
+    double pe = B * r->pinfo.height * r->pinfo.width * r->pinfo.channels;
+    double floats = B * R2 * (8 + 3 + 3) + pe * (2 + 4 * S) + V * R2 * (8 + 3 + 4);
+    const sl_params *pp = sl_params_section(r->logp, "probes");
+    if (sl_params_int(pp, "every") > 0) {
+        double K = (double)sl_params_int(pp, "samples");
+        double n = (double)(sl_params_list_len(pp, "estimators") ? sl_params_list_len(pp, "estimators") : 1);
+        floats += K * pe * (3 + n) + B * R2 * 14;
+    }
+    return 4 * floats + V * R2 * 3;
+}
+
+/* Refuses, before the representation exists and before anything is written, a run that
+ * would need more memory than the machine has (STEINLAB_MEMORY_LIMIT, in bytes, overrides
+ * the physical memory: for tests and shared machines). Plugins contribute their own
+ * estimates (memory_bytes); without one they count as unknown, not as zero. */
+static sl_status check_memory(run *r, sl_error *err)
+{
+    double limit = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    const char *env = getenv("STEINLAB_MEMORY_LIMIT");
+    if (env && *env)
+        limit = strtod(env, NULL);
+    const sl_prior_vtable *pv = r->prior.desc->vtable;
+    const sl_representation_vtable *rv = r->repr.desc->vtable;
+    double core = core_buffer_bytes(r);
+    double prior = pv->memory_bytes ? (double)pv->memory_bytes(r->prior.params) : 0;
+    double repr = rv->memory_bytes ? (double)rv->memory_bytes(r->repr.params,
+                                                              r->cams.resolution, r->batch) : 0;
+    double total = core + prior + repr;
+    if (!(limit > 0) || total <= limit)
+        return SL_OK;
+    char t[32], c[32], p[32], rp[32], l[32];
+    format_bytes(total, t, sizeof t);
+    format_bytes(core, c, sizeof c);
+    format_bytes(prior, p, sizeof p);
+    format_bytes(repr, rp, sizeof rp);
+    format_bytes(limit, l, sizeof l);
+    return sl_error_set(err, SL_ERR_SPEC,
+                        "the run needs about %s (core buffers %s for batch %d, %dx%d renders, "
+                        "%d noise samples, %d eval views; representation '%s' %s; prior '%s' "
+                        "%s), more than the %s of memory available%s; reduce "
+                        "cameras.batch_size, cameras.resolution or the plugins' sizes",
+                        t, c, r->batch, r->cams.resolution, r->cams.resolution, r->samples,
+                        r->cams.eval_views, r->repr.label, rv->memory_bytes ? rp : "unknown",
+                        r->prior.label, pv->memory_bytes ? p : "unknown", l,
+                        env && *env ? " (STEINLAB_MEMORY_LIMIT)" : "");
+}
+
 static sl_status validate_and_create(run *r, sl_error *err)
 {
     sl_status st;
@@ -1256,6 +1320,8 @@ static sl_status validate_and_create(run *r, sl_error *err)
                             r->prior.label, r->pinfo.channels);
     sl_camera_sampler_init(&r->cams, r->cameras, r->pinfo.height);
     r->batch = r->cams.batch;
+    if ((st = check_memory(r, err)) != SL_OK)
+        return st;
 
     if ((st = create_instance(r, &r->repr, SL_STREAM_PLUGIN_BASE + 0x100, err)) != SL_OK)
         return st;

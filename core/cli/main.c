@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
             "  export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N] [--threshold X]\n"
             "                      write the run's mesh (or re-extract it from the checkpoint)\n"
+            "  render --representation gaussians --ply IN.ply --eye X,Y,Z --target X,Y,Z --up X,Y,Z\n"
+            "         --fovy DEG --size WxH [--background R,G,B] OUT.png   one view of a splat file\n"
             "  world list | show PROMPT | render PROMPT --out FILE.png\n"
             "                      the world prior's scenes (docs/world.md)\n"
             "  version             print the version and build configuration\n"
@@ -66,6 +68,8 @@ int main(int argc, char **argv)
         return sl_cmd_sweep(argc - 1, argv + 1);
     if (!strcmp(cmd, "export"))
         return sl_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "render"))
+        return sl_cmd_render(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
                sl_version());

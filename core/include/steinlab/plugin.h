@@ -136,6 +136,9 @@ typedef struct sl_prior_vtable {
      * state. Both NULL: the plugin has no such state. One without the other is refused. */
     sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
     sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
+    /* (optional) Bytes this instance will need for the given parameters, estimated BEFORE
+     * create() (see sl_representation_vtable.memory_bytes); 0: unknown. */
+    uint64_t (*memory_bytes)(const sl_params *params);
 } sl_prior_vtable;
 
 /* A handle on a live prior, handed to other plugins through the host. */
@@ -240,6 +243,12 @@ typedef struct sl_representation_vtable {
      * state. Both NULL: the plugin has no such state. One without the other is refused. */
     sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
     sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
+    /* (optional) Bytes this instance will need for the given parameters, renders of
+     * `resolution` pixels square and `batch` cameras (parameters, their gradients, the
+     * optimizer's two moments, and what forward keeps for backward), estimated BEFORE
+     * create() so that a spec asking for more memory than the machine has is refused with
+     * the estimate; 0: unknown. */
+    uint64_t (*memory_bytes)(const sl_params *params, int resolution, int batch);
 } sl_representation_vtable;
 
 /* ---------------------------------------------------------------- estimators */
