@@ -841,7 +841,7 @@ START_TEST(test_sample_field_matches_render)
     float bounds[6], thr;
     VT()->field_bounds(s, bounds, &thr);
     ck_assert(bounds[0] == -1 && bounds[5] == 1);
-    ck_assert_float_eq_tol(thr, logf(2) / (2.0f / 16), 1e-4f);
+    ck_assert_float_eq_tol(thr, logf(2) / (2.0f / 32), 1e-4f);
     free(pts);
     free(dens);
     free(rgb);

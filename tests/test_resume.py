@@ -259,6 +259,72 @@ class PluginState(ResumeCase):
         self.assert_same_log(os.path.join(cwd, "run.h5"), want)
 
 
+NERF_QUICKSTART = os.path.join(SRC, "experiments", "quickstart.yaml")
+# A tiny NeRF run: 16x16 renders and prior, 16 samples per ray, the occupancy grid updated
+# every 8 steps (its values are the plugin's checkpoint state), two renders per step.
+NERF_BASE = ["prior.resolution=16", "cameras.resolution=16", "cameras.batch_size=2",
+             "representation.samples_per_ray=16", "representation.occupancy_update_every=8",
+             "representation.background=random", "log.eval_every=30", "log.render_every=40",
+             "log.progress=none", "log.path=run.h5"]
+
+
+class NerfResume(ResumeCase):
+    """The NeRF's part of a checkpoint (its occupancy grid) and its random draws (jitter,
+    random backgrounds) continue exactly: a run extended from N to 2N steps and a run
+    stopped by SIGINT then resumed equal an uninterrupted run bit for bit."""
+    _nerf_baselines = {}
+
+    def nerf_baseline(self, steps, extra=()):
+        key = (steps, tuple(extra))
+        if key not in self._nerf_baselines:
+            d = tempfile.mkdtemp(prefix="steinlab-nerf-baseline-")
+            r = run(["run", NERF_QUICKSTART, f"steps={steps}"] + NERF_BASE + list(extra), cwd=d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self._nerf_baselines[key] = os.path.join(d, "run.h5")
+        return self._nerf_baselines[key]
+
+    def test_nerf_extended_to_2n(self):
+        n = 20
+        want = self.nerf_baseline(2 * n)
+        cwd = self.workdir("nerf_extended")
+        r = run(["run", NERF_QUICKSTART, f"steps={n}"] + NERF_BASE, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with h5py.File(os.path.join(cwd, "run.ckpt.h5"), "r") as c:
+            occ = c["plugins/nerf/occupancy"][:]
+            self.assertEqual(occ.dtype, np.float32)
+            self.assertTrue(np.any(occ > 0))
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+        with h5py.File(os.path.join(cwd, "run.h5"), "r") as f:
+            self.assertIn("nerf_occupancy", f["steps"])
+            self.assertTrue(np.all(np.isfinite(f["steps/nerf_samples"][:])))
+        print(f"nerf: {n} steps extended to {2 * n}: {k} datasets bit-identical", file=sys.stderr)
+
+    def test_nerf_sigint_then_resume(self):
+        steps = 60
+        want = self.nerf_baseline(steps, FLUSH_EVERY_STEP)
+        cwd = self.workdir("nerf_stopped")
+        log = os.path.join(cwd, "run.h5")
+        p = start(["run", NERF_QUICKSTART, f"steps={steps}"] + NERF_BASE + FLUSH_EVERY_STEP, cwd)
+        try:
+            deadline = time.time() + 300
+            while rows_flushed(log) < 25 and time.time() < deadline:
+                if p.poll() is not None:
+                    self.fail(f"the run ended before it was stopped: {p.stderr.read()}")
+                time.sleep(0.01)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 130, err)
+        r = run(["run", "--resume", "run.h5"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_same_log(log, want)
+
+
 class Kill9(ResumeCase):
     def test_kill_at_a_random_moment_then_resume(self):
         steps = 3000
