@@ -18,7 +18,7 @@ seconds=${FUZZ_SECONDS:-60}
 rss_mb=${FUZZ_RSS_MB:-2048}
 malloc_mb=${FUZZ_MALLOC_MB:-512}
 timeout_s=${FUZZ_TIMEOUT:-10}
-all_targets=(spec override png safetensors world_prompt world_bank)
+all_targets=(spec override png safetensors ply world_prompt world_bank)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 

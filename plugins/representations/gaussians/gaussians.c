@@ -752,6 +752,18 @@ static sl_status gaussians_load_state(void *state, sl_state_io *io, sl_error *er
     return st;
 }
 
+/* The bound of the file comment: 4 copies (value, gradient, Adam's m and v) of the
+ * 14 + 3(K-1) floats of every Gaussian up to max_gaussians, its statistics, and what a
+ * render of `batch` views keeps (~110 bytes per Gaussian and view, 8 per pixel). Tile
+ * entries depend on the scene and are left out. */
+static uint64_t gaussians_memory_bytes(const sl_params *params, int resolution, int batch)
+{
+    double n = (double)sl_params_int(params, "max_gaussians");
+    double K = (double)((sl_params_int(params, "sh_degree") + 1) * (sl_params_int(params, "sh_degree") + 1));
+    double per = 4.0 * 4.0 * (14.0 + 3.0 * (K - 1.0)) + 8.0 + 110.0 * batch;
+    return (uint64_t)(n * per + 8.0 * batch * (double)resolution * resolution);
+}
+
 static const sl_representation_vtable gaussians_vtable = {
     .struct_size = sizeof(sl_representation_vtable),
     .create = gaussians_create,
@@ -763,6 +775,7 @@ static const sl_representation_vtable gaussians_vtable = {
     .step_end = gaussians_step_end,
     .save_state = gaussians_save_state,
     .load_state = gaussians_load_state,
+    .memory_bytes = gaussians_memory_bytes,
 };
 
 static const sl_plugin gaussians_plugin = {

@@ -1272,6 +1272,27 @@ static void nerf_field_bounds(const void *state, float bounds[6], float *thresho
     *threshold = logf(2.0f) / (side / 32.0f);
 }
 
+/* An upper bound before create(): the hash tables (every level at full table size) and the
+ * MLPs, 4 copies each (value, gradient, Adam's m and v) plus the 8 gradient shards of the
+ * deterministic backward, and the forward's sample records (110 floats per sample, as
+ * measured for the default widths; scaled with them) for every sample of every ray of the
+ * batch, as if nothing were skipped. */
+static uint64_t nerf_memory_bytes(const sl_params *params, int resolution, int batch)
+{
+    double levels = (double)sl_params_int(params, "levels");
+    double feats = (double)sl_params_int(params, "features_per_level");
+    double table = ldexp(1.0, (int)sl_params_int(params, "log2_table_size"));
+    double dw = (double)sl_params_int(params, "density_width");
+    double cw = (double)sl_params_int(params, "color_width");
+    double enc = levels * feats;
+    double params_n = levels * table * feats + (enc + 2) * dw + dw * dw * 2 + (dw + 16) * cw +
+                      cw * cw * 2 + cw * 3;
+    double per_sample = 110.0 * (enc + dw + cw + 40.0) / (16.0 + 32.0 + 32.0 + 40.0);
+    double samples = (double)batch * resolution * resolution *
+                     (double)sl_params_int(params, "samples_per_ray");
+    return (uint64_t)(4.0 * params_n * (4 + 8) + 4.0 * per_sample * samples);
+}
+
 static const sl_representation_vtable nerf_vtable = {
     .struct_size = sizeof(sl_representation_vtable),
     .create = nerf_create,
@@ -1285,6 +1306,7 @@ static const sl_representation_vtable nerf_vtable = {
     .field_bounds = nerf_field_bounds,
     .save_state = nerf_save_state,
     .load_state = nerf_load_state,
+    .memory_bytes = nerf_memory_bytes,
 };
 
 static const sl_plugin nerf_plugin = {
