@@ -20,6 +20,7 @@
 
 #include <hdf5.h>
 
+#include "h5util.h"
 #include "log.h"
 
 enum {
@@ -133,24 +134,7 @@ typedef struct h5_detail {
     char text[400];
 } h5_detail;
 
-static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    h5_detail *d = data;
-    if (n == 0 && e->desc) {   /* the innermost, most specific reason */
-        snprintf(d->text, sizeof d->text, "%s", e->desc);
-        /* Some descriptions embed ctime() output; messages stay on one line. */
-        for (char *c = d->text; *c; c++)
-            if (*c == '\n' || *c == '\r')
-                *c = ' ';
-    }
-    return 0;
-}
-
-static void h5_detail_get(h5_detail *d)
-{
-    d->text[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_walk, d);
-}
+static void h5_detail_get(h5_detail *d) { sl_h5_error_detail(d->text, sizeof d->text); }
 
 /* Appends one element of an attribute buffer to b. */
 static void append_element(strbuf *b, H5T_class_t cls, int is_unsigned, const void *buf,
@@ -810,11 +794,8 @@ sl_status sl_log_inspect(const char *path, FILE *out, sl_error *err)
     if (!path || !path[0] || !out)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_inspect: %s",
                             !out ? "output stream is NULL" : "empty path");
-    H5E_auto2_t fn = NULL;
-    void *data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = inspect(path, out, err);
-    H5Eset_auto2(H5E_DEFAULT, fn, data);
+    sl_h5_quiet_end(q);
     return st;
 }

@@ -24,6 +24,7 @@
 
 #include <hdf5.h>
 
+#include "h5util.h"
 #include "log.h"
 
 enum {
@@ -90,50 +91,15 @@ typedef struct sl_log_array {
 
 /* ---- HDF5 error handling ------------------------------------------------------------ */
 
-typedef struct h5_quiet {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
-
-typedef struct h5_detail {
-    char text[400];
-} h5_detail;
-
-static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    h5_detail *d = data;
-    /* Walking upward, n == 0 is where the error was first detected: the most specific
-     * description ("unable to open file: name = ..., errno = 2, ..."). */
-    if (n == 0 && e->desc) {
-        snprintf(d->text, sizeof d->text, "%s", e->desc);
-        /* Some descriptions embed ctime() output; messages stay on one line. */
-        for (char *c = d->text; *c; c++)
-            if (*c == '\n' || *c == '\r')
-                *c = ' ';
-    }
-    return 0;
-}
-
 /* The failed HDF5 function, the object it worked on, and HDF5's own reason. */
 static sl_status h5_fail(sl_error *err, sl_status code, const sl_log *log, const char *fn,
                          const char *obj)
 {
-    h5_detail d;
-    d.text[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_walk, &d);
+    char text[400];
+    sl_h5_error_detail(text, sizeof text);
     return sl_error_set(err, code, "log '%s': %s failed on '%s'%s%s",
-                        log && log->path ? log->path : "?", fn, obj, d.text[0] ? ": " : "",
-                        d.text);
+                        log && log->path ? log->path : "?", fn, obj, text[0] ? ": " : "",
+                        text);
 }
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -381,9 +347,9 @@ cleanup:
 
 sl_status sl_log_create(const char *path, sl_log **out, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = log_create(path, out, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -393,7 +359,7 @@ sl_status sl_log_attr_string(sl_log *log, const char *obj_path, const char *name
     if (!value)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_attr_string: value of '%s' is NULL",
                             name ? name : "(null)");
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st;
     hid_t t = vlen_utf8_type();
     if (t < 0) {
@@ -402,25 +368,25 @@ sl_status sl_log_attr_string(sl_log *log, const char *obj_path, const char *name
         st = write_attr(log, obj_path, name, t, &value, err);
         H5Tclose(t);
     }
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
 sl_status sl_log_attr_int(sl_log *log, const char *obj_path, const char *name, int64_t value,
                           sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = write_attr(log, obj_path, name, H5T_NATIVE_INT64, &value, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
 sl_status sl_log_attr_double(sl_log *log, const char *obj_path, const char *name,
                              double value, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = write_attr(log, obj_path, name, H5T_NATIVE_DOUBLE, &value, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -489,9 +455,9 @@ static sl_status table_create(sl_log *log, const char *group_path, sl_log_table 
 sl_status sl_log_table_create(sl_log *log, const char *group_path, sl_log_table **out,
                               sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = table_create(log, group_path, out, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -626,9 +592,9 @@ cleanup:
 sl_status sl_log_table_column(sl_log_table *t, const char *name, const char *doc,
                               sl_log_dtype dtype, int *col, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = table_column(t, name, doc, dtype, col, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -930,9 +896,9 @@ cleanup:
 sl_status sl_log_renders_create(sl_log *log, const char *kind, int views, int height,
                                 int width, int channels, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = renders_create(log, kind, views, height, width, channels, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1049,9 +1015,9 @@ static sl_status renders_append(sl_log *log, const char *kind, int64_t step,
 sl_status sl_log_renders_append(sl_log *log, const char *kind, int64_t step,
                                 const uint8_t *data, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = renders_append(log, kind, step, data, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1073,9 +1039,9 @@ sl_status sl_log_flush(sl_log *log, sl_error *err)
 {
     if (!log)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_flush: log is NULL");
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = log_flush(log, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1099,9 +1065,9 @@ sl_status sl_log_start_swmr(sl_log *log, sl_error *err)
 {
     if (!log)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_start_swmr: log is NULL");
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = start_swmr(log, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1137,7 +1103,7 @@ sl_status sl_log_close(sl_log *log, sl_error *err)
 {
     if (!log)
         return SL_OK;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = log_flush(log, err);
     /* Close the datasets first so that H5Fclose really closes the file (and, in SWMR mode,
      * clears its "open for writing" mark); its failure is the one that matters then. */
@@ -1166,7 +1132,7 @@ sl_status sl_log_close(sl_log *log, sl_error *err)
         st = h5_fail(err, SL_ERR_IO, log, "H5Fclose", log->path);
     log->file = H5I_INVALID_HID;
     log_free(log);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1228,9 +1194,9 @@ cleanup:
 
 sl_status sl_log_open_append(const char *path, sl_log **out, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = log_open_append(path, out, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1259,9 +1225,9 @@ sl_status sl_log_table_open(sl_log *log, const char *group_path, sl_log_table **
     if (!valid_obj_path(group_path) || strcmp(group_path, "/") == 0)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "log '%s': invalid table path '%s'",
                             log->path, group_path ? group_path : "(null)");
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     htri_t ex = H5Lexists(log->file, group_path + 1, H5P_DEFAULT);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     if (ex <= 0)
         return sl_error_set(err, SL_ERR_FORMAT, "log '%s' has no table '%s'", log->path,
                             group_path);
@@ -1371,9 +1337,9 @@ cleanup:
 sl_status sl_log_table_column_open(sl_log_table *t, const char *name, sl_log_dtype dtype,
                                    int *col, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = table_column_open(t, name, dtype, col, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1415,9 +1381,9 @@ static sl_status table_truncate(sl_log_table *t, int64_t rows, sl_error *err)
 
 sl_status sl_log_table_truncate(sl_log_table *t, int64_t rows, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = table_truncate(t, rows, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1513,9 +1479,9 @@ cleanup:
 sl_status sl_log_renders_open(sl_log *log, const char *kind, int views, int height, int width,
                               int channels, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = renders_open(log, kind, views, height, width, channels, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1562,9 +1528,9 @@ static sl_status renders_truncate(sl_log *log, int64_t n, sl_error *err)
 
 sl_status sl_log_renders_truncate(sl_log *log, int64_t n, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = renders_truncate(log, n, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1636,9 +1602,9 @@ sl_status sl_log_read_attr_string(const char *path, const char *obj_path, const 
     if (!value || !path || !obj_path || !name)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_read_attr_string: NULL argument");
     *value = NULL;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = read_attr_string(path, obj_path, name, value, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1813,9 +1779,9 @@ cleanup:
 sl_status sl_log_array_create(sl_log *log, const char *path, sl_log_array_type type, int cols,
                               const char *doc, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = array_create(log, path, type, cols, doc, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1870,9 +1836,9 @@ static sl_status array_open(sl_log *log, const char *path, sl_log_array_type typ
 sl_status sl_log_array_open(sl_log *log, const char *path, sl_log_array_type type, int cols,
                             sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = array_open(log, path, type, cols, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1903,9 +1869,9 @@ static sl_status array_write(sl_log *log, const char *path, const void *data, in
 sl_status sl_log_array_write(sl_log *log, const char *path, const void *data, int64_t rows,
                              sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = array_write(log, path, data, rows, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1969,9 +1935,9 @@ sl_status sl_log_read_array(const char *log_path, const char *path, sl_log_array
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_read_array: NULL argument");
     *data = NULL;
     *rows = 0;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = read_array(log_path, path, type, cols, data, rows, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -1979,7 +1945,7 @@ int sl_log_has_object(const char *log_path, const char *path, sl_error *err)
 {
     if (!log_path || !path)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_log_has_object: NULL argument"), -1;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_log tmp = { .path = (char *)log_path };
     int has = -1;
     hid_t file = H5Fopen(log_path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
@@ -1991,6 +1957,6 @@ int sl_log_has_object(const char *log_path, const char *path, sl_error *err)
             h5_fail(err, SL_ERR_IO, &tmp, "H5Lexists", path);
         H5Fclose(file);
     }
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return has;
 }

@@ -21,6 +21,7 @@
 #include <hdf5.h>
 
 #include "checkpoint.h"
+#include "h5util.h"
 
 enum { MAX_SECTIONS = 64 };
 
@@ -41,39 +42,11 @@ struct sl_ckpt {
 
 /* ---- HDF5 error handling ------------------------------------------------------------ */
 
-typedef struct h5_quiet {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
-
-static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *text = data;
-    /* n == 0 is where the error was detected: the most specific description. */
-    if (n == 0 && e->desc) {
-        snprintf(text, 300, "%s", e->desc);
-        for (char *c = text; *c; c++)
-            if (*c == '\n' || *c == '\r')
-                *c = ' ';
-    }
-    return 0;
-}
-
 static sl_status h5_fail(sl_error *err, sl_status code, const sl_ckpt *c, const char *fn,
                          const char *obj)
 {
-    char text[300] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_walk, text);
+    char text[300];
+    sl_h5_error_detail(text, sizeof text);
     return sl_error_set(err, code, "checkpoint '%s': %s failed on '%s'%s%s",
                         c && c->path ? c->path : "?", fn, obj, text[0] ? ": " : "", text);
 }
@@ -263,9 +236,9 @@ cleanup:
 sl_status sl_state_put(sl_state_io *io, const char *name, sl_state_dtype dtype,
                        const void *data, size_t count, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = state_put(io, name, dtype, data, count, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -340,9 +313,9 @@ static sl_status state_count(sl_state_io *io, const char *name, size_t *count, s
 
 sl_status sl_state_count(sl_state_io *io, const char *name, size_t *count, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = state_count(io, name, count, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -381,9 +354,9 @@ static sl_status state_get(sl_state_io *io, const char *name, sl_state_dtype dty
 sl_status sl_state_get(sl_state_io *io, const char *name, sl_state_dtype dtype, void *data,
                        size_t count, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = state_get(io, name, dtype, data, count, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -493,9 +466,9 @@ static sl_status ckpt_begin(const char *path, sl_ckpt **out, sl_error *err)
 
 sl_status sl_ckpt_begin(const char *path, sl_ckpt **out, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = ckpt_begin(path, out, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -555,9 +528,9 @@ sl_status sl_ckpt_commit(sl_ckpt *c, sl_error *err)
         sl_ckpt_close(c);
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_ckpt_commit: no checkpoint being written");
     }
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = ckpt_commit(c, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     if (st != SL_OK)
         unlink(c->tmp);
     ckpt_free(c);
@@ -625,9 +598,9 @@ fail:
 
 sl_status sl_ckpt_open(const char *path, sl_ckpt **out, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = ckpt_open(path, out, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -635,7 +608,7 @@ void sl_ckpt_close(sl_ckpt *c)
 {
     if (!c)
         return;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     int writing = c->writing;
     char *tmp = c->tmp;
     c->tmp = NULL;
@@ -643,7 +616,7 @@ void sl_ckpt_close(sl_ckpt *c)
     if (writing && tmp)
         unlink(tmp);
     free(tmp);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
 }
 
 static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io, sl_error *err)
@@ -709,9 +682,9 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
 
 sl_status sl_ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io, sl_error *err)
 {
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = ckpt_section(c, section, io, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -719,9 +692,9 @@ sl_status sl_ckpt_set_string(sl_ckpt *c, const char *name, const char *value, sl
 {
     if (!c || !c->writing || !name || !value)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_ckpt_set_string: bad argument");
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = write_string_attr(c, c->file, name, value, err);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
@@ -730,7 +703,7 @@ sl_status sl_ckpt_get_string(sl_ckpt *c, const char *name, char **value, sl_erro
     if (!c || !name || !value)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_ckpt_get_string: bad argument");
     *value = NULL;
-    h5_quiet q = quiet_begin();
+    sl_h5_quiet q = sl_h5_quiet_begin();
     sl_status st = SL_OK;
     hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
     if (H5Aexists(c->file, name) <= 0) {
@@ -764,7 +737,7 @@ cleanup:
         H5Tclose(type);
     if (attr >= 0)
         H5Aclose(attr);
-    quiet_end(q);
+    sl_h5_quiet_end(q);
     return st;
 }
 
