@@ -463,5 +463,45 @@ class Refusals(ResumeCase):
         self.assertFalse(os.path.exists(os.path.join(cwd, "run.ckpt.h5.tmp")))
 
 
+GS_SSD = os.path.join(SRC, "experiments", "ssd-gaussians.yaml")
+# A tiny Gaussians + SSD run that densifies inside the first half (the groups change size,
+# and with them the optimizer's moments) and fits mu by least squares on a constant and a
+# depth baseline: the representation's, the estimator's and the baselines' checkpoint
+# state all decide the second half.
+GS_SSD_BASE = ["prior.resolution=16", "prior.azimuths=8", "prior.elevations=[10, 30]",
+               "prior.distances=[1.75]", "prior.unconditional=all_buckets",
+               "cameras.resolution=16", "representation.count=300",
+               "representation.max_gaussians=3000", "representation.densify_from=3",
+               "representation.densify_interval=3", "representation.densify_until=40",
+               "representation.densify_grad_threshold=0.0000001",
+               "representation.sh_degree_interval=5", "log.eval_every=7",
+               "log.render_every=9", "log.mesh_resolution=0", "log.progress=none",
+               "log.path=run.h5"]
+
+
+class GaussiansSsdResume(ResumeCase):
+    def test_densifying_gaussians_with_ssd_extended_to_2n(self):
+        n = 12
+        d = tempfile.mkdtemp(prefix="steinlab-gs-baseline-")
+        r = run(["run", GS_SSD, f"steps={2 * n}"] + GS_SSD_BASE, cwd=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = os.path.join(d, "run.h5")
+        cwd = self.workdir("gs_ssd")
+        r = run(["run", GS_SSD, f"steps={n}"] + GS_SSD_BASE, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with h5py.File(os.path.join(cwd, "run.ckpt.h5"), "r") as c:
+            count = int(c["plugins/gaussians/gaussians/count"][0])
+            self.assertGreater(count, 300, "no densification happened before the checkpoint")
+            self.assertEqual(c["core/groups/means/data"].shape, (3 * count,))
+            self.assertIn("plugins/ssd", c)
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+        with h5py.File(want, "r") as f:
+            self.assertTrue(any(name.startswith("ssd_mu_") for name in f["steps"]))
+        print(f"gaussians (densified to {count}) + ssd: {n} steps extended to {2 * n}: "
+              f"{k} datasets bit-identical", file=sys.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
