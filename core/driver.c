@@ -852,39 +852,6 @@ static sl_status setup_eval(run *r, sl_error *err)
 
 /* ------------------------------------------------------------------ checkpoints */
 
-typedef sl_status (*state_fn)(void *state, sl_state_io *io, sl_error *err);
-
-static void state_fns(const instance *inst, state_fn *save, state_fn *load)
-{
-    *save = *load = NULL;
-    switch (inst->desc->kind) {
-    case SL_KIND_PRIOR: {
-        const sl_prior_vtable *v = inst->desc->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    case SL_KIND_REPRESENTATION: {
-        const sl_representation_vtable *v = inst->desc->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    case SL_KIND_ESTIMATOR: {
-        const sl_estimator_vtable *v = inst->desc->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    case SL_KIND_BASELINE: {
-        const sl_baseline_vtable *v = inst->desc->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    }
-}
-
 /* Every plugin instance of the run, in creation order (destroy in reverse); at most
  * `max`. Returns how many there are. */
 static size_t all_instances(run *r, instance **out, size_t max)
@@ -986,8 +953,8 @@ static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error
     instance *insts[MAX_INSTANCES];
     size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
     for (size_t i = 0; i < n_insts && st == SL_OK; i++) {
-        state_fn save, load;
-        state_fns(insts[i], &save, &load);
+        sl_state_fn save, load;
+        sl_plugin_state_fns(insts[i]->desc, &save, &load);
         if (!save)
             continue;
         char section[200];
@@ -1009,8 +976,8 @@ static sl_status load_plugin_states(run *r, sl_error *err)
     instance *insts[MAX_INSTANCES];
     size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
     for (size_t i = 0; i < n_insts; i++) {
-        state_fn save, load;
-        state_fns(insts[i], &save, &load);
+        sl_state_fn save, load;
+        sl_plugin_state_fns(insts[i]->desc, &save, &load);
         if (!load)
             continue;
         char section[200];
@@ -2590,10 +2557,10 @@ sl_status sl_run_open_representation(const char *log_path, sl_run_repr **out, sl
         st = create_instance(r, &r->repr, SL_STREAM_PLUGIN_BASE + 0x100, err);
         r->defining = 0;
     }
-    state_fn save, load;
+    sl_state_fn save, load;
     sl_state_io *io = NULL;
     if (st == SL_OK) {
-        state_fns(&r->repr, &save, &load);
+        sl_plugin_state_fns(r->repr.desc, &save, &load);
         char section[200];
         snprintf(section, sizeof section, "plugins/%s", r->repr.label);
         if (load && (st = sl_ckpt_section(r->resume, section, &io, err)) == SL_OK &&

@@ -104,15 +104,6 @@ static sl_status h5_fail(sl_error *err, sl_status code, const sl_log *log, const
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* An object path is "/" or "/a/b" without empty components or a trailing slash. */
 static int valid_obj_path(const char *p)
 {
@@ -170,7 +161,7 @@ static sl_status ensure_groups(sl_log *log, const char *path, sl_error *err)
 {
     if (strcmp(path, "/") == 0)
         return SL_OK;
-    char *p = dup_str(path);
+    char *p = strdup(path);
     if (!p)
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
     sl_status st = SL_OK;
@@ -305,7 +296,7 @@ static sl_status log_create(const char *path, sl_log **out, sl_error *err)
     sl_status st = SL_OK;
     hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
     sl_log *log = calloc(1, sizeof *log);
-    if (!log || !(log->path = dup_str(path))) {
+    if (!log || !(log->path = strdup(path))) {
         st = sl_error_set(err, SL_ERR_NOMEM, "sl_log_create: out of memory");
         goto cleanup;
     }
@@ -442,7 +433,7 @@ static sl_status table_create(sl_log *log, const char *group_path, sl_log_table 
     if (st != SL_OK)
         return st;
     sl_log_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->path = dup_str(group_path))) {
+    if (!t || !(t->path = strdup(group_path))) {
         free(t);
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
     }
@@ -512,7 +503,7 @@ static sl_status table_column(sl_log_table *t, const char *name, const char *doc
     hid_t doc_type = H5I_INVALID_HID;
     void *buf = NULL;
     char *full = join_path(t->path, name);
-    char *name_copy = dup_str(name);
+    char *name_copy = strdup(name);
     if (!full || !name_copy) {
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
         goto cleanup;
@@ -838,7 +829,7 @@ static sl_status renders_create(sl_log *log, const char *kind, int views, int he
     hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hid_t doc_type = H5I_INVALID_HID;
     char *full = join_path("/renders", kind);
-    char *kind_copy = dup_str(kind);
+    char *kind_copy = strdup(kind);
     if (!full || !kind_copy) {
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
         goto cleanup;
@@ -1153,7 +1144,7 @@ static sl_status log_open_append(const char *path, sl_log **out, sl_error *err)
     sl_status st = SL_OK;
     hid_t fapl = H5I_INVALID_HID;
     sl_log *log = calloc(1, sizeof *log);
-    if (!log || !(log->path = dup_str(path))) {
+    if (!log || !(log->path = strdup(path))) {
         free(log);
         return sl_error_set(err, SL_ERR_NOMEM, "sl_log_open_append: out of memory");
     }
@@ -1240,7 +1231,7 @@ sl_status sl_log_table_open(sl_log *log, const char *group_path, sl_log_table **
         log->cap_tables = cap;
     }
     sl_log_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->path = dup_str(group_path))) {
+    if (!t || !(t->path = strdup(group_path))) {
         free(t);
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
     }
@@ -1284,7 +1275,7 @@ static sl_status table_column_open(sl_log_table *t, const char *name, sl_log_dty
     if (table_grow_cols(t) < 0)
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
     char *full = join_path(t->path, name);
-    char *name_copy = dup_str(name);
+    char *name_copy = strdup(name);
     hid_t dset = H5I_INVALID_HID, type = H5I_INVALID_HID;
     if (!full || !name_copy) {
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
@@ -1439,7 +1430,7 @@ static sl_status renders_open(sl_log *log, const char *kind, int views, int heig
             return st;
     }
     char *full = join_path("/renders", kind);
-    char *kind_copy = dup_str(kind);
+    char *kind_copy = strdup(kind);
     hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
     if (!full || !kind_copy) {
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
@@ -1582,7 +1573,7 @@ static sl_status read_attr_string(const char *path, const char *obj_path, const 
         st = h5_fail(err, SL_ERR_FORMAT, &tmp, "H5Aread", name);
         goto cleanup;
     }
-    if (!(*value = dup_str(raw)))
+    if (!(*value = strdup(raw)))
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", path);
     H5free_memory(raw);
 cleanup:
@@ -1646,7 +1637,7 @@ static const char *array_type_name(sl_log_array_type t)
 /* 1 when every component of path exists in file, 0 when one does not, -1 on error. */
 static int path_exists(hid_t file, const char *path)
 {
-    char *p = dup_str(path);
+    char *p = strdup(path);
     if (!p)
         return -1;
     int has = 1;
@@ -1710,7 +1701,7 @@ static sl_status array_create(sl_log *log, const char *path, sl_log_array_type t
         return log->swmr ? swmr_refusal(log, err, what) : reopened_refusal(log, err, what);
     }
     /* The parent groups ("/mesh" for "/mesh/faces"). */
-    char *parent = dup_str(path);
+    char *parent = strdup(path);
     if (!parent)
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
     char *slash = strrchr(parent, '/');
@@ -1729,7 +1720,7 @@ static sl_status array_create(sl_log *log, const char *path, sl_log_array_type t
     hsize_t chunk[2] = { (hsize_t)(65536 / row_bytes), (hsize_t)cols };
     hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hid_t doc_type = H5I_INVALID_HID;
-    char *path_copy = dup_str(path);
+    char *path_copy = strdup(path);
     if (!path_copy) {
         st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
         goto cleanup;
@@ -1819,7 +1810,7 @@ static sl_status array_open(sl_log *log, const char *path, sl_log_array_type typ
     hid_t dset = H5Dopen2(log->file, path, H5P_DEFAULT);
     if (dset < 0)
         return h5_fail(err, SL_ERR_FORMAT, log, "H5Dopen2", path);
-    char *path_copy = dup_str(path);
+    char *path_copy = strdup(path);
     if (!path_copy || !array_matches(dset, type, cols)) {
         H5Dclose(dset);
         free(path_copy);

@@ -97,6 +97,37 @@ static size_t vtable_min_size(sl_plugin_kind kind)
     return 0;
 }
 
+void sl_plugin_state_fns(const sl_plugin *d, sl_state_fn *save, sl_state_fn *load)
+{
+    *save = *load = NULL;
+    switch (d->kind) {
+    case SL_KIND_PRIOR: {
+        const sl_prior_vtable *v = d->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    case SL_KIND_REPRESENTATION: {
+        const sl_representation_vtable *v = d->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    case SL_KIND_ESTIMATOR: {
+        const sl_estimator_vtable *v = d->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    case SL_KIND_BASELINE: {
+        const sl_baseline_vtable *v = d->vtable;
+        *save = v->save_state;
+        *load = v->load_state;
+        break;
+    }
+    }
+}
+
 static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *err)
 {
     const member_check *req = NULL;
@@ -118,37 +149,8 @@ static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *er
                             "ABI's %zu (was struct_size set?)",
                             path, d->name, sl_plugin_kind_name(d->kind), vt_size,
                             vtable_min_size(d->kind));
-    size_t save_at = 0, load_at = 0;
-    switch (d->kind) {
-    case SL_KIND_PRIOR:
-        save_at = offsetof(sl_prior_vtable, save_state);
-        load_at = offsetof(sl_prior_vtable, load_state);
-        break;
-    case SL_KIND_REPRESENTATION:
-        save_at = offsetof(sl_representation_vtable, save_state);
-        load_at = offsetof(sl_representation_vtable, load_state);
-        break;
-    case SL_KIND_ESTIMATOR:
-        save_at = offsetof(sl_estimator_vtable, save_state);
-        load_at = offsetof(sl_estimator_vtable, load_state);
-        break;
-    case SL_KIND_BASELINE:
-        save_at = offsetof(sl_baseline_vtable, save_state);
-        load_at = offsetof(sl_baseline_vtable, load_state);
-        break;
-    }
-    if (d->kind == SL_KIND_REPRESENTATION) {
-        const sl_representation_vtable *rv = d->vtable;
-        if (!rv->sample_field != !rv->field_bounds)
-            return sl_error_set(err, SL_ERR_PLUGIN,
-                                "%s: plugin '%s' (representation): has %s but not %s (mesh "
-                                "extraction needs both)", path, d->name,
-                                rv->sample_field ? "sample_field" : "field_bounds",
-                                rv->sample_field ? "field_bounds" : "sample_field");
-    }
-    void *save_fn, *load_fn;
-    memcpy(&save_fn, (const char *)d->vtable + save_at, sizeof save_fn);
-    memcpy(&load_fn, (const char *)d->vtable + load_at, sizeof load_fn);
+    sl_state_fn save_fn, load_fn;
+    sl_plugin_state_fns(d, &save_fn, &load_fn);
     if (!save_fn != !load_fn)
         return sl_error_set(err, SL_ERR_PLUGIN,
                             "%s: plugin '%s' (%s): has %s but not %s (checkpoints need both)",

@@ -53,15 +53,6 @@ static sl_status h5_fail(sl_error *err, sl_status code, const sl_ckpt *c, const 
 
 /* ---- names and types -------------------------------------------------------------------- */
 
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* [a-z0-9_]+ components separated by single '/': no leading, trailing or doubled slash
  * (each would make HDF5 resolve the name somewhere else than the plugin's namespace). */
 static int valid_state_name(const char *name)
@@ -170,7 +161,7 @@ static sl_status state_put(sl_state_io *io, const char *name, sl_state_dtype dty
                             io->section, name, count);
     /* The first component that exists decides: a whole name already written, or a prefix
      * that is an array (so the name cannot become a group under it). */
-    char *prefix = dup_str(name);
+    char *prefix = strdup(name);
     if (!prefix)
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", c->path);
     for (char *p = prefix;; p++) {
@@ -252,7 +243,7 @@ static sl_status open_array(sl_state_io *io, const char *name, hid_t *dset, int 
     /* H5Lexists on "a/b" fails (rather than returning 0) when "a" is missing: test each
      * prefix so that an absent name is reported as absent. */
     htri_t ex = io->group >= 0 ? 1 : 0;
-    char *prefix = dup_str(name);
+    char *prefix = strdup(name);
     if (!prefix)
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", c->path);
     for (char *p = prefix; ex > 0; p++) {
@@ -429,7 +420,7 @@ static sl_status ckpt_begin(const char *path, sl_ckpt **out, sl_error *err)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "sl_ckpt_begin: empty path");
     sl_ckpt *c = calloc(1, sizeof *c);
     size_t n = strlen(path);
-    if (!c || !(c->path = dup_str(path)) || !(c->tmp = malloc(n + 5))) {
+    if (!c || !(c->path = strdup(path)) || !(c->tmp = malloc(n + 5))) {
         ckpt_free(c);
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", path);
     }
@@ -507,7 +498,7 @@ static sl_status ckpt_commit(sl_ckpt *c, sl_error *err)
         return sl_error_set(err, SL_ERR_IO, "checkpoint: cannot rename '%s' to '%s': %s",
                             c->tmp, c->path, strerror(errno));
     /* The rename itself lives in the directory; sync it so it survives a power loss. */
-    char *dir = dup_str(c->path);
+    char *dir = strdup(c->path);
     if (!dir)
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", c->path);
     char *slash = strrchr(dir, '/');
@@ -548,7 +539,7 @@ static sl_status ckpt_open(const char *path, sl_ckpt **out, sl_error *err)
     if (stat(path, &sb) != 0)
         return sl_error_set(err, SL_ERR_IO, "checkpoint '%s': %s", path, strerror(errno));
     sl_ckpt *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = dup_str(path))) {
+    if (!c || !(c->path = strdup(path))) {
         ckpt_free(c);
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", path);
     }
@@ -637,7 +628,7 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
         return sl_error_set(err, SL_ERR_INVALID_ARG, "checkpoint '%s': more than %d sections",
                             c->path, MAX_SECTIONS);
     sl_state_io *s = calloc(1, sizeof *s);
-    if (!s || !(s->section = dup_str(section))) {
+    if (!s || !(s->section = strdup(section))) {
         free(s);
         return sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", c->path);
     }
@@ -726,7 +717,7 @@ sl_status sl_ckpt_get_string(sl_ckpt *c, const char *name, char **value, sl_erro
         st = h5_fail(err, SL_ERR_FORMAT, c, "H5Aread", name);
         goto cleanup;
     }
-    *value = dup_str(raw);
+    *value = strdup(raw);
     H5free_memory(raw);
     if (!*value)
         st = sl_error_set(err, SL_ERR_NOMEM, "checkpoint '%s': out of memory", c->path);
