@@ -29,6 +29,7 @@
 #include "progress.h"
 #include "sections.h"
 #include "sl_build_config.h"
+#include "sl_git_describe.h"
 #include "spec.h"
 #include "strbuf.h"
 #include "sweep.h"

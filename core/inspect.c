@@ -22,6 +22,7 @@
 
 #include "h5util.h"
 #include "log.h"
+#include "strbuf.h"
 
 enum {
     KEY_WIDTH = 18,          /* column of root attribute values */
@@ -32,55 +33,7 @@ enum {
     READ_BLOCK = 65536       /* rows read at a time for column statistics */
 };
 
-/* ---- growable strings and string lists --------------------------------------------------- */
-
-typedef struct strbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* The text built so far (owned by the caller), or NULL when an allocation failed. */
-static char *sb_take(strbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        b->s = NULL;
-        return NULL;
-    }
-    if (!b->s)
-        b->s = calloc(1, 1);
-    return b->s;
-}
+/* ---- string lists ------------------------------------------------------------------------ */
 
 typedef struct strlist {
     char **v;
@@ -137,24 +90,24 @@ typedef struct h5_detail {
 static void h5_detail_get(h5_detail *d) { sl_h5_error_detail(d->text, sizeof d->text); }
 
 /* Appends one element of an attribute buffer to b. */
-static void append_element(strbuf *b, H5T_class_t cls, int is_unsigned, const void *buf,
+static void append_element(sl_strbuf *b, H5T_class_t cls, int is_unsigned, const void *buf,
                            size_t i, size_t fixed_len)
 {
     switch (cls) {
     case H5T_STRING:
         if (fixed_len)
-            sb_printf(b, "%s", (const char *)buf + i * (fixed_len + 1));
+            sl_strbuf_printf(b, "%s", (const char *)buf + i * (fixed_len + 1));
         else
-            sb_printf(b, "%s", ((char *const *)buf)[i] ? ((char *const *)buf)[i] : "");
+            sl_strbuf_printf(b, "%s", ((char *const *)buf)[i] ? ((char *const *)buf)[i] : "");
         break;
     case H5T_INTEGER:
         if (is_unsigned)
-            sb_printf(b, "%llu", (unsigned long long)((const uint64_t *)buf)[i]);
+            sl_strbuf_printf(b, "%llu", (unsigned long long)((const uint64_t *)buf)[i]);
         else
-            sb_printf(b, "%lld", (long long)((const int64_t *)buf)[i]);
+            sl_strbuf_printf(b, "%lld", (long long)((const int64_t *)buf)[i]);
         break;
     case H5T_FLOAT:
-        sb_printf(b, "%.10g", ((const double *)buf)[i]);
+        sl_strbuf_printf(b, "%.10g", ((const double *)buf)[i]);
         break;
     default:
         break;
@@ -170,7 +123,8 @@ static char *attr_text(hid_t attr)
     char *text = NULL;
     size_t n = 0, fixed_len = 0;
     int vlen = 0, is_unsigned = 0, read_ok = 0;
-    strbuf b = {0};
+    sl_strbuf b;
+    sl_strbuf_init(&b);
 
     ftype = H5Aget_type(attr);
     space = H5Aget_space(attr);
@@ -209,8 +163,8 @@ static char *attr_text(hid_t attr)
         mtype = H5Tcopy(H5T_NATIVE_DOUBLE);
         break;
     default:
-        sb_printf(&b, "<attribute of HDF5 type class %d>", (int)cls);
-        text = sb_take(&b);
+        sl_strbuf_printf(&b, "<attribute of HDF5 type class %d>", (int)cls);
+        text = sl_strbuf_take(&b);
         goto cleanup;
     }
     if (mtype < 0)
@@ -220,23 +174,23 @@ static char *attr_text(hid_t attr)
         goto cleanup;
     read_ok = 1;
     if (!scalar || n != 1)
-        sb_printf(&b, "[");
+        sl_strbuf_printf(&b, "[");
     for (size_t i = 0; i < n && i < ARRAY_SHOWN; i++) {
         if (i)
-            sb_printf(&b, ", ");
+            sl_strbuf_printf(&b, ", ");
         append_element(&b, cls, is_unsigned, buf, i, fixed_len);
     }
     if (n > ARRAY_SHOWN)
-        sb_printf(&b, ", ... (%zu elements)", n);
+        sl_strbuf_printf(&b, ", ... (%zu elements)", n);
     if (!scalar || n != 1)
-        sb_printf(&b, "]");
-    text = sb_take(&b);
+        sl_strbuf_printf(&b, "]");
+    text = sl_strbuf_take(&b);
 cleanup:
     if (vlen && read_ok)
         for (size_t i = 0; i < n; i++)
             H5free_memory(((char **)buf)[i]);
     if (!text)
-        free(b.s);
+        free(sl_strbuf_take(&b));
     free(buf);
     if (mtype >= 0)
         H5Tclose(mtype);

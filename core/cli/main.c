@@ -7,6 +7,7 @@
 #include "cuda_info.h"
 #endif
 #include "sl_build_config.h"
+#include "sl_git_describe.h"
 #include "steinlab/status.h"
 #include "steinlab/version.h"
 
