@@ -1210,16 +1210,42 @@ static double core_buffer_bytes(const run *r)
     return 4 * floats + V * R2 * 3;
 }
 
+static double memory_limit(const char **source)
+{
+    const char *env = getenv("STEINLAB_MEMORY_LIMIT");
+    *source = env && *env ? " (STEINLAB_MEMORY_LIMIT)" : "";
+    if (env && *env)
+        return strtod(env, NULL);
+    return (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* Refuses, before the prior exists, a prior whose own estimate (memory_bytes) exceeds the
+ * machine's memory (STEINLAB_MEMORY_LIMIT, in bytes, overrides the physical memory: for
+ * tests and shared machines), so a huge view bank is not built only to be refused. */
+static sl_status check_prior_memory(run *r, sl_error *err)
+{
+    const char *source;
+    const double limit = memory_limit(&source);
+    const sl_prior_vtable *pv = r->prior.desc->vtable;
+    const double prior = pv->memory_bytes ? (double)pv->memory_bytes(r->prior.params) : 0;
+    if (!(limit > 0) || prior <= limit)
+        return SL_OK;
+    char p[32], l[32];
+    format_bytes(prior, p, sizeof p);
+    format_bytes(limit, l, sizeof l);
+    return sl_error_set(err, SL_ERR_SPEC,
+                        "the run needs about %s for prior '%s' alone, more than the %s of "
+                        "memory available%s; reduce the prior's sizes", p, r->prior.label, l,
+                        source);
+}
+
 /* Refuses, before the representation exists and before anything is written, a run that
- * would need more memory than the machine has (STEINLAB_MEMORY_LIMIT, in bytes, overrides
- * the physical memory: for tests and shared machines). Plugins contribute their own
- * estimates (memory_bytes); without one they count as unknown, not as zero. */
+ * would need more memory than the machine has. Plugins contribute their own estimates
+ * (memory_bytes); without one they count as unknown, not as zero. */
 static sl_status check_memory(run *r, sl_error *err)
 {
-    double limit = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    const char *env = getenv("STEINLAB_MEMORY_LIMIT");
-    if (env && *env)
-        limit = strtod(env, NULL);
+    const char *source;
+    const double limit = memory_limit(&source);
     const sl_prior_vtable *pv = r->prior.desc->vtable;
     const sl_representation_vtable *rv = r->repr.desc->vtable;
     double core = core_buffer_bytes(r);
@@ -1242,8 +1268,7 @@ static sl_status check_memory(run *r, sl_error *err)
                         "cameras.batch_size, cameras.resolution or the plugins' sizes",
                         t, c, r->batch, r->cams.resolution, r->cams.resolution, r->samples,
                         r->cams.eval_views, r->repr.label, rv->memory_bytes ? rp : "unknown",
-                        r->prior.label, pv->memory_bytes ? p : "unknown", l,
-                        env && *env ? " (STEINLAB_MEMORY_LIMIT)" : "");
+                        r->prior.label, pv->memory_bytes ? p : "unknown", l, source);
 }
 
 static sl_status validate_and_create(run *r, sl_error *err)
@@ -1272,6 +1297,8 @@ static sl_status validate_and_create(run *r, sl_error *err)
     r->samples = (int)sl_params_int(r->est_core, "noise_samples");
 
     r->defining = 1;
+    if ((st = check_prior_memory(r, err)) != SL_OK)
+        return st;
     if ((st = create_instance(r, &r->prior, SL_STREAM_PLUGIN_BASE, err)) != SL_OK)
         return st;
     const sl_prior_vtable *pv = r->prior.desc->vtable;

@@ -17,6 +17,7 @@ EXE = os.environ["STEINLAB_EXE"]
 SRC = os.environ["STEINLAB_SOURCE_ROOT"]
 BUILD = os.environ["STEINLAB_BUILD_ROOT"]
 QUICKSTART = os.path.join(SRC, "experiments", "quickstart-2d.yaml")
+QUICKSTART_3D = os.path.join(SRC, "experiments", "quickstart.yaml")
 WORLD_VIEW = os.path.join(SRC, "experiments", "world-view-2d.yaml")
 SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
 NAN_PLUGIN = os.path.join(BUILD, "tests", "plugins", "nan_at_step.so")
@@ -182,6 +183,24 @@ class MemoryLimit(unittest.TestCase):
             r = run(["run", QUICKSTART, f"log.path={log}"], env=env)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn("of memory available (STEINLAB_MEMORY_LIMIT)", r.stderr)
+            self.assertFalse(os.path.exists(log))
+            # Every plugin of the 3D quickstart gives an estimate; the prior's grows with
+            # its view banks (36 views at 32x32: 1 to 4 MiB), the NeRF's is ~50 MiB.
+            env = dict(os.environ, STEINLAB_MEMORY_LIMIT="20000000")
+            r = run(["run", QUICKSTART_3D, f"log.path={log}"], env=env)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertNotIn("unknown", r.stderr)
+            self.assertRegex(r.stderr, r"prior 'world' [1-4]\.[0-9] MiB")
+            self.assertFalse(os.path.exists(log))
+            # A prior too large on its own is refused before its banks are built: 64x64
+            # views of every library scene (tens of MiB) under a 10 MB limit.
+            env = dict(os.environ, STEINLAB_MEMORY_LIMIT="10000000")
+            r = run(["run", QUICKSTART_3D, f"log.path={log}", "prior.resolution=64",
+                     "prior.unconditional=all_scenes"], env=env)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertRegex(r.stderr, r"error: the run needs about [0-9]{2,3}\.[0-9] MiB for "
+                             r"prior 'world' alone")
+            self.assertNotIn("view bank", r.stderr)
             self.assertFalse(os.path.exists(log))
 
 

@@ -830,6 +830,41 @@ static const void *world_extension(void *state, const char *uri)
     return NULL;
 }
 
+/* Bytes the prior will hold, estimated before create(): the view banks of every scene it
+ * loads (RGB, depth, normals in the chosen storage, mask, camera and scene index per view),
+ * counted twice because the per-scene banks and their concatenation coexist while the bank
+ * is built, plus the denoiser's scratch. The scene's level (room or object) comes from the
+ * prompt; a scene file is counted as an object, whose grid (with its distances) is the
+ * larger one. Library scenes are all counted, also the one equal to the prompt's. */
+static uint64_t world_memory_bytes(const sl_params *params)
+{
+    int is_room = 0;
+    if (sl_params_has(params, "prompt")) {
+        world_scene sc;
+        memset(&sc, 0, sizeof sc);
+        sl_error ignored;
+        if (world_scene_from_prompt(sl_params_string(params, "prompt"), &sc, &ignored) == SL_OK)
+            is_room = sc.is_room;
+        world_scene_free(&sc);
+    }
+    size_t n_scenes = 1;
+    if (strcmp(sl_params_string(params, "unconditional"), "all_scenes") == 0) {
+        const char *const *prompts = NULL;
+        n_scenes += is_room ? world_library_rooms(&prompts) : world_library_objects(&prompts);
+    }
+    const uint64_t A = (uint64_t)sl_params_int(params, "azimuths");
+    const uint64_t E = sl_params_list_len(params, "elevations");
+    const uint64_t Dn = is_room ? 1 : sl_params_list_len(params, "distances");
+    const uint64_t views = (uint64_t)n_scenes * A * E * Dn;
+    const uint64_t R = (uint64_t)sl_params_int(params, "resolution");
+    const uint64_t elem = strcmp(sl_params_string(params, "storage"), "float16") == 0 ? 2 : 4;
+    const uint64_t per_view = R * R * (3 + 1 + 3) * elem + R * R + sizeof(sl_camera) +
+                              sizeof(int);
+    const uint64_t scratch = views * (6 * sizeof(double) + sizeof(size_t)) +
+                             R * R * 3 * 3 * sizeof(double);
+    return 2 * views * per_view + scratch;
+}
+
 static const sl_prior_vtable world_vtable = {
     .struct_size = sizeof(sl_prior_vtable),
     .create = world_create,
@@ -839,6 +874,7 @@ static const sl_prior_vtable world_vtable = {
     .reference = world_reference,
     .extension = world_extension,
     .reference_geometry = world_reference_geometry,
+    .memory_bytes = world_memory_bytes,
 };
 
 static const sl_plugin world_plugin = {
