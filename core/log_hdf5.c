@@ -474,6 +474,58 @@ static int table_grow_cols(sl_log_table *t)
     return 0;
 }
 
+/* Creates the chunked dataset `path` (rank, dims, maxdims, chunk) of file_type, with a fill
+ * value when fill != NULL (given as fill_type) and its "doc" attribute (every dataset of the
+ * log carries one, docs/log-format.md). On failure nothing is left behind: a half-made
+ * dataset is unlinked, so the name can be defined again. */
+static sl_status create_documented_dataset(sl_log *log, const char *path, hid_t file_type,
+                                           int rank, const hsize_t *dims,
+                                           const hsize_t *maxdims, const hsize_t *chunk,
+                                           hid_t fill_type, const void *fill, const char *doc,
+                                           hid_t *out, sl_error *err)
+{
+    sl_status st = SL_OK;
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t doc_type = H5I_INVALID_HID;
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 ||
+        (fill && H5Pset_fill_value(dcpl, fill_type, fill) < 0)) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", path);
+        goto cleanup;
+    }
+    space = H5Screate_simple(rank, dims, maxdims);
+    if (space < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", path);
+        goto cleanup;
+    }
+    dset = H5Dcreate2(log->file, path, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", path);
+        goto cleanup;
+    }
+    doc_type = vlen_utf8_type();
+    if (doc_type < 0) {
+        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", path);
+        goto cleanup;
+    }
+    const char *doc_text = doc ? doc : "";
+    st = write_attr_on(log, dset, path, "doc", doc_type, &doc_text, err);
+cleanup:
+    if (st != SL_OK && dset >= 0) {
+        H5Dclose(dset);
+        H5Ldelete(log->file, path, H5P_DEFAULT);
+        dset = H5I_INVALID_HID;
+    }
+    *out = dset;
+    if (doc_type >= 0)
+        H5Tclose(doc_type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return st;
+}
+
 static sl_status table_column(sl_log_table *t, const char *name, const char *doc,
                               sl_log_dtype dtype, int *col, sl_error *err)
 {
@@ -499,8 +551,7 @@ static sl_status table_column(sl_log_table *t, const char *name, const char *doc
         return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
 
     sl_status st = SL_OK;
-    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    hid_t doc_type = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     void *buf = NULL;
     char *full = join_path(t->path, name);
     char *name_copy = strdup(name);
@@ -525,31 +576,11 @@ static sl_status table_column(sl_log_table *t, const char *name, const char *doc
     }
     hid_t file_type = dtype == SL_LOG_F64 ? H5T_IEEE_F64LE : H5T_STD_I64LE;
     hid_t mem_type = dtype == SL_LOG_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hsize_t chunk = TABLE_CHUNK_ROWS;
-    if (dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
-        H5Pset_fill_value(dcpl, mem_type, dtype == SL_LOG_F64 ? (void *)&fill_f : (void *)&fill_i) < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", full);
-        goto cleanup;
-    }
     hsize_t dims = (hsize_t)t->written, maxdims = H5S_UNLIMITED;
-    space = H5Screate_simple(1, &dims, &maxdims);
-    if (space < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", full);
-        goto cleanup;
-    }
-    dset = H5Dcreate2(log->file, full, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dset < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", full);
-        goto cleanup;
-    }
-    doc_type = vlen_utf8_type();
-    if (doc_type < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", full);
-        goto cleanup;
-    }
-    const char *doc_text = doc ? doc : "";
-    st = write_attr_on(log, dset, full, "doc", doc_type, &doc_text, err);
+    st = create_documented_dataset(log, full, file_type, 1, &dims, &maxdims, &chunk, mem_type,
+                                   dtype == SL_LOG_F64 ? (void *)&fill_f : (void *)&fill_i,
+                                   doc, &dset, err);
     if (st != SL_OK)
         goto cleanup;
 
@@ -559,21 +590,9 @@ static sl_status table_column(sl_log_table *t, const char *name, const char *doc
     t->cur[idx] = NAN;
     name_copy = NULL;
     buf = NULL;
-    dset = H5I_INVALID_HID;
     if (col)
         *col = idx;
 cleanup:
-    if (dset >= 0) {
-        /* Leave no half-made column behind: the name can be defined again. */
-        H5Dclose(dset);
-        H5Ldelete(log->file, full, H5P_DEFAULT);
-    }
-    if (doc_type >= 0)
-        H5Tclose(doc_type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
     free(buf);
     free(name_copy);
     free(full);
@@ -736,47 +755,12 @@ static sl_log_render *find_render(sl_log *log, const char *kind, int *index)
 /* /renders/step: int64 (n), extendable, created with the first kind. */
 static sl_status create_render_step(sl_log *log, sl_error *err)
 {
-    sl_status st = SL_OK;
-    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, doc_type = H5I_INVALID_HID;
     hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = STEP_CHUNK_ROWS;
     int64_t fill = INT64_MIN;
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
-        H5Pset_fill_value(dcpl, H5T_NATIVE_INT64, &fill) < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", "/renders/step");
-        goto cleanup;
-    }
-    space = H5Screate_simple(1, &dims, &maxdims);
-    if (space < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", "/renders/step");
-        goto cleanup;
-    }
-    log->render_step = H5Dcreate2(log->file, "/renders/step", H5T_STD_I64LE, space, H5P_DEFAULT,
-                                  dcpl, H5P_DEFAULT);
-    if (log->render_step < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", "/renders/step");
-        goto cleanup;
-    }
-    doc_type = vlen_utf8_type();
-    const char *doc = "training step of each render entry (row i of every /renders/<kind>)";
-    if (doc_type < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", "/renders/step");
-        goto cleanup;
-    }
-    st = write_attr_on(log, log->render_step, "/renders/step", "doc", doc_type, &doc, err);
-cleanup:
-    if (st != SL_OK && log->render_step >= 0) {
-        H5Dclose(log->render_step);
-        H5Ldelete(log->file, "/renders/step", H5P_DEFAULT);
-        log->render_step = H5I_INVALID_HID;
-    }
-    if (doc_type >= 0)
-        H5Tclose(doc_type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    return st;
+    return create_documented_dataset(log, "/renders/step", H5T_STD_I64LE, 1, &dims, &maxdims,
+                                     &chunk, H5T_NATIVE_INT64, &fill,
+                                     "training step of each render entry (row i of every "
+                                     "/renders/<kind>)", &log->render_step, err);
 }
 
 static sl_status renders_create(sl_log *log, const char *kind, int views, int height,
@@ -826,8 +810,7 @@ static sl_status renders_create(sl_log *log, const char *kind, int views, int he
     if (log->render_step < 0 && (st = create_render_step(log, err)) != SL_OK)
         return st;
 
-    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    hid_t doc_type = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     char *full = join_path("/renders", kind);
     char *kind_copy = strdup(kind);
     if (!full || !kind_copy) {
@@ -838,47 +821,17 @@ static sl_status renders_create(sl_log *log, const char *kind, int views, int he
                                  (hsize_t)channels};
     hsize_t maxdims[RENDER_RANK] = {H5S_UNLIMITED, dims[1], dims[2], dims[3], dims[4]};
     hsize_t chunk[RENDER_RANK] = {1, dims[1], dims[2], dims[3], dims[4]};
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (dcpl < 0 || H5Pset_chunk(dcpl, RENDER_RANK, chunk) < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", full);
-        goto cleanup;
-    }
-    space = H5Screate_simple(RENDER_RANK, dims, maxdims);
-    if (space < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", full);
-        goto cleanup;
-    }
-    dset = H5Dcreate2(log->file, full, H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dset < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", full);
-        goto cleanup;
-    }
-    /* Every dataset of the log carries a "doc" attribute (docs/log-format.md). */
-    doc_type = vlen_utf8_type();
-    if (doc_type < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", full);
-        goto cleanup;
-    }
-    const char *doc = "uint8 renders (n, views, H, W, C); row i was rendered at /renders/step[i]";
-    if ((st = write_attr_on(log, dset, full, "doc", doc_type, &doc, err)) != SL_OK)
+    st = create_documented_dataset(log, full, H5T_STD_U8LE, RENDER_RANK, dims, maxdims, chunk,
+                                   H5I_INVALID_HID, NULL, "uint8 renders (n, views, H, W, C); "
+                                   "row i was rendered at /renders/step[i]", &dset, err);
+    if (st != SL_OK)
         goto cleanup;
     sl_log_render *r = &log->renders[log->nrenders++];
     r->kind = kind_copy;
     r->dset = dset;
     memcpy(r->dims, dims, sizeof dims);
     kind_copy = NULL;
-    dset = H5I_INVALID_HID;
 cleanup:
-    if (dset >= 0) {
-        H5Dclose(dset);
-        H5Ldelete(log->file, full, H5P_DEFAULT);
-    }
-    if (doc_type >= 0)
-        H5Tclose(doc_type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
     free(kind_copy);
     free(full);
     return st;
@@ -1718,51 +1671,16 @@ static sl_status array_create(sl_log *log, const char *path, sl_log_array_type t
     /* Chunks of about 64 KiB: a mesh of a few hundred thousand vertices is a few chunks. */
     size_t row_bytes = array_elem_size(type) * (size_t)(cols ? cols : 1);
     hsize_t chunk[2] = { (hsize_t)(65536 / row_bytes), (hsize_t)cols };
-    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    hid_t doc_type = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     char *path_copy = strdup(path);
-    if (!path_copy) {
-        st = sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
-        goto cleanup;
+    if (!path_copy)
+        return sl_error_set(err, SL_ERR_NOMEM, "log '%s': out of memory", log->path);
+    st = create_documented_dataset(log, path, array_file_type(type), rank, dims, maxdims, chunk,
+                                   H5I_INVALID_HID, NULL, doc, &dset, err);
+    if (st == SL_OK) {
+        log->arrays[log->narrays++] = (sl_log_array){ path_copy, dset, type, cols };
+        return SL_OK;
     }
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Pset_chunk", path);
-        goto cleanup;
-    }
-    space = H5Screate_simple(rank, dims, maxdims);
-    if (space < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Screate_simple", path);
-        goto cleanup;
-    }
-    dset = H5Dcreate2(log->file, path, array_file_type(type), space, H5P_DEFAULT, dcpl,
-                      H5P_DEFAULT);
-    if (dset < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Dcreate2", path);
-        goto cleanup;
-    }
-    doc_type = vlen_utf8_type();
-    if (doc_type < 0) {
-        st = h5_fail(err, SL_ERR_IO, log, "H5Tcopy", path);
-        goto cleanup;
-    }
-    const char *d = doc ? doc : "";
-    if ((st = write_attr_on(log, dset, path, "doc", doc_type, &d, err)) != SL_OK)
-        goto cleanup;
-    log->arrays[log->narrays++] = (sl_log_array){ path_copy, dset, type, cols };
-    path_copy = NULL;
-    dset = H5I_INVALID_HID;
-cleanup:
-    if (dset >= 0) {
-        H5Dclose(dset);
-        H5Ldelete(log->file, path, H5P_DEFAULT);
-    }
-    if (doc_type >= 0)
-        H5Tclose(doc_type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
     free(path_copy);
     return st;
 }
