@@ -499,27 +499,8 @@ static sl_status load_registry(run *r, sl_error *err)
 static sl_status create_instance(run *r, instance *inst, uint32_t stream_base, sl_error *err)
 {
     init_host(r, inst, stream_base);
-    sl_status st;
-    switch (inst->desc->kind) {
-    case SL_KIND_PRIOR:
-        st = ((const sl_prior_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
-                                                                  &inst->state, err);
-        break;
-    case SL_KIND_REPRESENTATION:
-        st = ((const sl_representation_vtable *)inst->desc->vtable)
-                 ->create(&inst->host, inst->params, &inst->state, err);
-        break;
-    case SL_KIND_ESTIMATOR:
-        st = ((const sl_estimator_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
-                                                                      &inst->state, err);
-        break;
-    case SL_KIND_BASELINE:
-        st = ((const sl_baseline_vtable *)inst->desc->vtable)->create(&inst->host, inst->params,
-                                                                     &inst->state, err);
-        break;
-    default:
-        st = sl_error_set(err, SL_ERR_PLUGIN, "unexpected plugin kind");
-    }
+    sl_status st = sl_plugin_common_fns(inst->desc).create(&inst->host, inst->params,
+                                                           &inst->state, err);
     if (st != SL_OK) {
         inst->state = NULL;
         sl_error_prefix(err, "%s '%s' (%s)", inst->section, inst->label, inst->lib_path);
@@ -531,18 +512,7 @@ static void destroy_instance(instance *inst)
 {
     if (!inst->state)
         return;
-    switch (inst->desc->kind) {
-    case SL_KIND_PRIOR: ((const sl_prior_vtable *)inst->desc->vtable)->destroy(inst->state); break;
-    case SL_KIND_REPRESENTATION:
-        ((const sl_representation_vtable *)inst->desc->vtable)->destroy(inst->state);
-        break;
-    case SL_KIND_ESTIMATOR:
-        ((const sl_estimator_vtable *)inst->desc->vtable)->destroy(inst->state);
-        break;
-    case SL_KIND_BASELINE:
-        ((const sl_baseline_vtable *)inst->desc->vtable)->destroy(inst->state);
-        break;
-    }
+    sl_plugin_common_fns(inst->desc).destroy(inst->state);
     inst->state = NULL;
 }
 
@@ -954,8 +924,7 @@ static sl_status write_checkpoint(run *r, int64_t done, double elapsed, sl_error
     instance *insts[MAX_INSTANCES];
     size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
     for (size_t i = 0; i < n_insts && st == SL_OK; i++) {
-        sl_state_fn save, load;
-        sl_plugin_state_fns(insts[i]->desc, &save, &load);
+        const sl_state_fn save = sl_plugin_common_fns(insts[i]->desc).save_state;
         if (!save)
             continue;
         char section[200];
@@ -977,8 +946,7 @@ static sl_status load_plugin_states(run *r, sl_error *err)
     instance *insts[MAX_INSTANCES];
     size_t n_insts = all_instances(r, insts, MAX_INSTANCES);
     for (size_t i = 0; i < n_insts; i++) {
-        sl_state_fn save, load;
-        sl_plugin_state_fns(insts[i]->desc, &save, &load);
+        const sl_state_fn load = sl_plugin_common_fns(insts[i]->desc).load_state;
         if (!load)
             continue;
         char section[200];
@@ -2585,10 +2553,9 @@ sl_status sl_run_open_representation(const char *log_path, sl_run_repr **out, sl
         st = create_instance(r, &r->repr, SL_STREAM_PLUGIN_BASE + 0x100, err);
         r->defining = 0;
     }
-    sl_state_fn save, load;
     sl_state_io *io = NULL;
     if (st == SL_OK) {
-        sl_plugin_state_fns(r->repr.desc, &save, &load);
+        const sl_state_fn load = sl_plugin_common_fns(r->repr.desc).load_state;
         char section[200];
         snprintf(section, sizeof section, "plugins/%s", r->repr.label);
         if (load && (st = sl_ckpt_section(r->resume, section, &io, err)) == SL_OK &&

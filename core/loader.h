@@ -44,10 +44,17 @@ const char *sl_registry_default_dir(void);
 size_t sl_registry_count(const sl_registry *r);
 /* The i-th plugin, in load order; *path receives its library's path (may be NULL). */
 const sl_plugin *sl_registry_at(const sl_registry *r, size_t i, const char **path);
-/* The save_state / load_state members of a descriptor's vtable, whatever its kind (NULL
- * when the plugin keeps no state of its own). */
+/* The members every kind's vtable has, looked up once whatever the kind: create and
+ * destroy (required), save_state / load_state (NULL when the plugin keeps no state of its
+ * own). */
 typedef sl_status (*sl_state_fn)(void *state, sl_state_io *io, sl_error *err);
-void sl_plugin_state_fns(const sl_plugin *d, sl_state_fn *save, sl_state_fn *load);
+typedef struct sl_plugin_fns {
+    sl_status (*create)(const sl_host *host, const sl_params *params, void **state,
+                        sl_error *err);
+    void (*destroy)(void *state);
+    sl_state_fn save_state, load_state;
+} sl_plugin_fns;
+sl_plugin_fns sl_plugin_common_fns(const sl_plugin *d);
 
 /* By kind and name (kind 0: any kind); NULL when absent. */
 const sl_plugin *sl_registry_find(const sl_registry *r, sl_plugin_kind kind,

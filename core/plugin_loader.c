@@ -97,35 +97,20 @@ static size_t vtable_min_size(sl_plugin_kind kind)
     return 0;
 }
 
-void sl_plugin_state_fns(const sl_plugin *d, sl_state_fn *save, sl_state_fn *load)
+/* Copies the members shared by every vtable out of the kind's own struct. */
+#define SL_COMMON_FNS(vt) \
+    (sl_plugin_fns){ (vt)->create, (vt)->destroy, (vt)->save_state, (vt)->load_state }
+
+sl_plugin_fns sl_plugin_common_fns(const sl_plugin *d)
 {
-    *save = *load = NULL;
     switch (d->kind) {
-    case SL_KIND_PRIOR: {
-        const sl_prior_vtable *v = d->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
+    case SL_KIND_PRIOR: return SL_COMMON_FNS((const sl_prior_vtable *)d->vtable);
+    case SL_KIND_REPRESENTATION:
+        return SL_COMMON_FNS((const sl_representation_vtable *)d->vtable);
+    case SL_KIND_ESTIMATOR: return SL_COMMON_FNS((const sl_estimator_vtable *)d->vtable);
+    case SL_KIND_BASELINE: return SL_COMMON_FNS((const sl_baseline_vtable *)d->vtable);
     }
-    case SL_KIND_REPRESENTATION: {
-        const sl_representation_vtable *v = d->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    case SL_KIND_ESTIMATOR: {
-        const sl_estimator_vtable *v = d->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    case SL_KIND_BASELINE: {
-        const sl_baseline_vtable *v = d->vtable;
-        *save = v->save_state;
-        *load = v->load_state;
-        break;
-    }
-    }
+    return (sl_plugin_fns){ 0 };
 }
 
 static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *err)
@@ -149,8 +134,8 @@ static sl_status check_vtable(const sl_plugin *d, const char *path, sl_error *er
                             "ABI's %zu (was struct_size set?)",
                             path, d->name, sl_plugin_kind_name(d->kind), vt_size,
                             vtable_min_size(d->kind));
-    sl_state_fn save_fn, load_fn;
-    sl_plugin_state_fns(d, &save_fn, &load_fn);
+    const sl_plugin_fns fns = sl_plugin_common_fns(d);
+    const sl_state_fn save_fn = fns.save_state, load_fn = fns.load_state;
     if (!save_fn != !load_fn)
         return sl_error_set(err, SL_ERR_PLUGIN,
                             "%s: plugin '%s' (%s): has %s but not %s (checkpoints need both)",
