@@ -31,6 +31,7 @@
 #include "checkpoint.h"
 #include "spec.h"
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 /* The double instantiation of the device math. */
 #define GS_T double
@@ -622,77 +623,25 @@ END_TEST
 
 /* ------------------------------------------------------------------ the plugin */
 
-/* A minimal host: an optimizer over the plugin's groups, and remap_group on it. */
-typedef struct test_host {
-    sl_host h;
-    sl_adam *adam;
-    sl_param_group groups[G_COUNT];
-} test_host;
-
-static void th_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    (void)h;
-    if (level < SL_LOG_WARN)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void *th_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t r = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, r);
-    if (p)
-        memset(p, 0, r);
-    return p;
-}
-
-static void th_free(const sl_host *h, void *p) { (void)h; free(p); }
-
-static sl_status th_remap(const sl_host *h, const char *group, const int64_t *src, size_t new_n,
-                          float *new_data, float *new_grad, sl_error *err)
-{
-    test_host *th = (test_host *)h;
-    for (size_t g = 0; g < G_COUNT; g++)
-        if (!strcmp(th->groups[g].name, group)) {
-            sl_status st = sl_adam_remap(th->adam, g, src, new_n, new_data, new_grad, err);
-            if (st == SL_OK)
-                th->groups[g] = (sl_param_group){ th->groups[g].name, new_data, new_grad, new_n };
-            return st;
-        }
-    return sl_error_set(err, SL_ERR_INVALID_ARG, "no group '%s'", group);
-}
-
+/* The test host (tests/support) with an optimizer over the plugin's groups, so that
+ * remap_group works; only warnings and errors printed. */
 static void th_init(test_host *th)
 {
-    memset(th, 0, sizeof *th);
-    th->h = (sl_host){ .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION,
-                       .label = "gaussians", .seed = 7, .rng_stream_base = 0x10100,
-                       .log = th_log, .alloc = th_alloc, .free_mem = th_free,
-                       .spec_dir = ".", .remap_group = th_remap };
+    test_host_init(th, "gaussians", 7, 0x10100);
+    th->print_level = SL_LOG_WARN;
 }
 
 static gaussians_state *plugin_create(test_host *th, const char *yaml)
 {
-    const sl_plugin *p = test_entry_gaussians(0);
-    sl_node *root = NULL;
-    sl_params *params = NULL;
+    sl_params *params = test_host_params(test_entry_gaussians(0), yaml);
     sl_error err;
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    ck_assert_int_eq(sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, &err), SL_OK);
-    ck_assert_msg(sl_params_resolve(root, p->name, &p->params, reserved, &params, &err) == SL_OK,
-                  "%s", err.msg);
-    sl_node_free(root);
     void *state = NULL;
     sl_status st = gaussians_vtable.create(&th->h, params, &state, &err);
     ck_assert_msg(st == SL_OK, "create: %s", err.msg);
     sl_params_free(params);   /* the plugin reads its parameters in create only */
     size_t ng = gaussians_vtable.param_groups(state, th->groups, G_COUNT);
     ck_assert_uint_eq(ng, G_COUNT);
+    th->n_groups = ng;
     sl_adam_config cfg[G_COUNT];
     for (int g = 0; g < G_COUNT; g++)
         cfg[g] = (sl_adam_config){ sl_schedule_constant(0.01), 0.9, 0.999, 1e-15, 0 };

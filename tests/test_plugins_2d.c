@@ -25,7 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loader.h"
 #include "spec.h"
+#include "support/test_host.h"
 #include "steinlab/steinlab.h"
 
 #define steinlab_plugin_entry test_entry_image2d
@@ -41,86 +43,7 @@
 #include "../plugins/baselines/constant.c"
 #undef steinlab_plugin_entry
 
-/* ------------------------------------------------------------------ a minimal host */
-
-static sl_diffusion test_diffusion;   /* the default schedule, filled in main */
-
-typedef struct test_host {
-    sl_host h;
-    char spec_dir[1024];
-} test_host;
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    static const char *const names[] = { "debug", "info", "warn", "error" };
-    fprintf(stderr, "[%s] %s: ", h->label, names[level]);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void test_free(const sl_host *h, void *p)
-{
-    (void)h;
-    free(p);
-}
-
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    return SL_OK;
-}
-
-static void test_record(const sl_host *h, const char *name, double value) {}
-
-static const sl_prior_ref *test_prior(const sl_host *h)
-{
-    return NULL;
-}
-
-/* A host for one plugin instance; spec_dir NULL: the source tree ($STEINLAB_SOURCE_ROOT,
- * or ".." when the test runs from a build directory inside the tree). */
-static void test_host_init(test_host *th, const char *label, const char *spec_dir)
-{
-    memset(th, 0, sizeof *th);
-    if (!spec_dir) {
-        const char *root = getenv("STEINLAB_SOURCE_ROOT");
-        spec_dir = root && *root ? root : "..";
-    }
-    snprintf(th->spec_dir, sizeof th->spec_dir, "%s", spec_dir);
-    th->h = (sl_host){
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = label,
-        .seed = 0, .rng_stream_base = SL_STREAM_PLUGIN_BASE, .log = test_log,
-        .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-        .record = test_record, .prior = test_prior, .diffusion = &test_diffusion,
-        .spec_dir = th->spec_dir,
-    };
-}
-
-/* Resolves a plugin section given as YAML against the plugin's schema. */
-static sl_status test_params(const sl_plugin *p, const char *yaml, sl_params **out,
-                             sl_error *err)
-{
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    sl_node *root = NULL;
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, out, err);
-    sl_node_free(root);
-    return st;
-}
+/* ------------------------------------------------------------------ instances */
 
 /* A live plugin instance: its host, parameters and state. */
 typedef struct test_instance {
@@ -136,25 +59,15 @@ static sl_status test_create(test_instance *in, const sl_plugin *p, const char *
 {
     memset(in, 0, sizeof *in);
     in->plugin = p;
-    test_host_init(&in->host, p->name, spec_dir);
-    sl_status st = test_params(p, yaml, &in->params, err);
+    test_host_init(&in->host, p->name, 0, SL_STREAM_PLUGIN_BASE);
+    /* Relative paths of the specs are relative to the source tree by default
+     * ($STEINLAB_SOURCE_ROOT, or ".." when the test runs from a build directory in it). */
+    const char *root = getenv("STEINLAB_SOURCE_ROOT");
+    snprintf(in->host.spec_dir, sizeof in->host.spec_dir, "%s",
+             spec_dir ? spec_dir : root && *root ? root : "..");
+    sl_status st = test_host_try_params(p, yaml, &in->params, err);
     ck_assert_msg(st == SL_OK, "parameters of %s: %s", p->name, err->msg);
-    /* Every vtable starts with struct_size then create: read create through the kind. */
-    switch (p->kind) {
-    case SL_KIND_REPRESENTATION:
-        return ((const sl_representation_vtable *)p->vtable)->create(&in->host.h, in->params,
-                                                                     &in->state, err);
-    case SL_KIND_PRIOR:
-        return ((const sl_prior_vtable *)p->vtable)->create(&in->host.h, in->params,
-                                                            &in->state, err);
-    case SL_KIND_ESTIMATOR:
-        return ((const sl_estimator_vtable *)p->vtable)->create(&in->host.h, in->params,
-                                                                &in->state, err);
-    case SL_KIND_BASELINE:
-        return ((const sl_baseline_vtable *)p->vtable)->create(&in->host.h, in->params,
-                                                               &in->state, err);
-    }
-    return SL_ERR_INVALID_ARG;
+    return sl_plugin_common_fns(p).create(&in->host.h, in->params, &in->state, err);
 }
 
 static void test_create_ok(test_instance *in, const sl_plugin *p, const char *yaml,
@@ -758,7 +671,7 @@ START_TEST(test_sds_delta_exact)
 
     /* An unknown key in the estimator's own section is an error (it has no parameters). */
     sl_params *p = NULL;
-    ck_assert_int_eq(test_params(test_entry_sds(0), "mu: 1\n", &p, &err), SL_ERR_SPEC);
+    ck_assert_int_eq(test_host_try_params(test_entry_sds(0), "mu: 1\n", &p, &err), SL_ERR_SPEC);
     sl_params_free(p);
 }
 END_TEST
@@ -886,7 +799,6 @@ END_TEST
 
 int main(void)
 {
-    sl_diffusion_default(&test_diffusion);
     Suite *s = suite_create("plugins_2d");
     TCase *tc = tcase_create("plugins");
     tcase_set_timeout(tc, 300);

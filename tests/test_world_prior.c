@@ -34,82 +34,19 @@
 #include <unistd.h>
 
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 #define steinlab_plugin_entry test_world_entry
 #include "../plugins/priors/world/world.c"
 #undef steinlab_plugin_entry
 
-/* ------------------------------------------------------------------ a minimal host */
+/* ------------------------------------------------------------------ instances */
 
+/* The default schedule, for the tests' own arithmetic (filled in main). */
 static sl_diffusion test_diffusion;
-static char test_log_buf[1 << 16];   /* every message of the current test, appended */
-
-typedef struct test_record_entry {
-    char name[64];
-    double value;
-} test_record_entry;
-static test_record_entry test_records[64];
-static int test_n_records;
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    static const char *const names[] = { "debug", "info", "warn", "error" };
-    char msg[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "[%s] %s: %s\n", h->label, names[level], msg);
-    size_t used = strlen(test_log_buf);
-    snprintf(test_log_buf + used, sizeof test_log_buf - used, "%s: %s\n", names[level], msg);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void test_free(const sl_host *h, void *p) { free(p); }
-
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    return SL_OK;
-}
-
-/* Last value per name (as the host keeps it for the step). */
-static void test_record(const sl_host *h, const char *name, double value)
-{
-    for (int i = 0; i < test_n_records; i++)
-        if (strcmp(test_records[i].name, name) == 0) {
-            test_records[i].value = value;
-            return;
-        }
-    if (test_n_records < 64) {
-        snprintf(test_records[test_n_records].name, 64, "%s", name);
-        test_records[test_n_records++].value = value;
-    }
-}
-
-static int test_recorded(const char *name, double *value)
-{
-    for (int i = 0; i < test_n_records; i++)
-        if (strcmp(test_records[i].name, name) == 0) {
-            *value = test_records[i].value;
-            return 1;
-        }
-    return 0;
-}
-
-static const sl_prior_ref *test_prior(const sl_host *h) { return NULL; }
 
 typedef struct test_instance {
-    sl_host host;
-    char spec_dir[1024];
+    test_host host;
     sl_params *params;
     world_state *state;
 } test_instance;
@@ -118,24 +55,13 @@ static sl_status test_create(test_instance *in, const char *yaml, uint64_t seed,
                              const char *spec_dir, sl_error *err)
 {
     memset(in, 0, sizeof *in);
-    snprintf(in->spec_dir, sizeof in->spec_dir, "%s", spec_dir ? spec_dir : ".");
-    in->host = (sl_host){
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "world",
-        .seed = seed, .rng_stream_base = SL_STREAM_PLUGIN_BASE, .log = test_log,
-        .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-        .record = test_record, .prior = test_prior, .diffusion = &test_diffusion,
-        .spec_dir = in->spec_dir,
-    };
+    test_host_init(&in->host, "world", seed, SL_STREAM_PLUGIN_BASE);
+    snprintf(in->host.spec_dir, sizeof in->host.spec_dir, "%s", spec_dir ? spec_dir : ".");
     const sl_plugin *p = test_world_entry(0);
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    sl_node *root = NULL;
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &in->params, err);
-    sl_node_free(root);
+    sl_status st = test_host_try_params(p, yaml, &in->params, err);
     ck_assert_msg(st == SL_OK, "parameters: %s", err->msg);
     void *state = NULL;
-    st = ((const sl_prior_vtable *)p->vtable)->create(&in->host, in->params, &state, err);
+    st = ((const sl_prior_vtable *)p->vtable)->create(&in->host.h, in->params, &state, err);
     in->state = state;
     return st;
 }
@@ -813,21 +739,19 @@ START_TEST(test_cache)
     snprintf(yaml, sizeof yaml, "prompt: a red sphere on a blue box\n" TEST_GRID
              "unconditional: all_buckets\ncache_dir: %s\n", test_dir);
     test_instance a, b;
-    test_log_buf[0] = '\0';
     test_create_ok(&a, yaml, 1);
     ck_assert_int_eq(a.state->banks_rendered, 1);
     ck_assert_int_eq(a.state->banks_loaded, 0);
     ck_assert_int_eq(count_files(".h5"), 1);
     ck_assert_int_eq(count_files(".h5.sum"), 1);
     ck_assert_int_eq(count_files(".tmp") + count_files(".h5.tmp"), 0);
-    ck_assert_ptr_nonnull(strstr(test_log_buf, "rendered"));
+    ck_assert_ptr_nonnull(strstr(a.host.log_text, "rendered"));
 
     /* The second create loads (a counter and the log line, no timing involved). */
-    test_log_buf[0] = '\0';
     test_create_ok(&b, yaml, 1);
     ck_assert_int_eq(b.state->banks_loaded, 1);
     ck_assert_int_eq(b.state->banks_rendered, 0);
-    ck_assert_ptr_nonnull(strstr(test_log_buf, "loaded from"));
+    ck_assert_ptr_nonnull(strstr(b.host.log_text, "loaded from"));
     const size_t K = a.state->bank.n_views, D = a.state->bank.dim, P = a.state->bank.npix;
     ck_assert_uint_eq(b.state->bank.n_views, K);
     ck_assert_mem_eq(a.state->bank.x, b.state->bank.x, K * D * 4);
@@ -931,14 +855,13 @@ START_TEST(test_cache)
             break;
         }
         free(buf);
-        test_log_buf[0] = '\0';
         test_instance c;
         test_create_ok(&c, yaml, 1);
         ck_assert_int_eq(c.state->banks_rebuilt, 1);
         ck_assert_int_eq(c.state->banks_loaded, 0);
-        ck_assert_msg(strstr(test_log_buf, "warn: ") && strstr(test_log_buf, expect) &&
-                          !strstr(test_log_buf, "libhdf5"),
-                      "kind %d, log: %s", kind, test_log_buf);
+        ck_assert_msg(strstr(c.host.log_text, "warn: ") && strstr(c.host.log_text, expect) &&
+                          !strstr(c.host.log_text, "libhdf5"),
+                      "kind %d, log: %s", kind, c.host.log_text);
         ck_assert_mem_eq(c.state->bank.x, a.state->bank.x, K * D * 4);
         test_destroy(&c);
         size_t n1;
@@ -965,11 +888,11 @@ START_TEST(test_cache)
                 n20, (unsigned long long)world_checksum(other, n20), (unsigned long long)key);
         fclose(f);
         free(other);
-        test_log_buf[0] = '\0';
         test_instance c;
         test_create_ok(&c, yaml, 1);
         ck_assert_int_eq(c.state->banks_rebuilt, 1);
-        ck_assert_msg(strstr(test_log_buf, "belongs to another bank"), "log: %s", test_log_buf);
+        ck_assert_msg(strstr(c.host.log_text, "belongs to another bank"), "log: %s",
+                      c.host.log_text);
         ck_assert_mem_eq(c.state->bank.x, a.state->bank.x, K * D * 4);
         test_destroy(&c);
     }
@@ -1153,33 +1076,33 @@ START_TEST(test_entropy_series)
             test_make_xt(&s->bank, s->prompt_views[0], s->prompt_views[5], tt[0], 300, x_t);
             sl_prior_query q = { .batch = B, .x_t = x_t, .t = t, .cams = cams, .step = 4 };
             sl_error err;
-            test_n_records = 0;
+            test_host_clear(&in.host);
             ck_assert_int_eq(world_noise_pred(s, &q, eps, &err), SL_OK);
         }
     }
     double val;
-    ck_assert(test_recorded("world_entropy_t1", &val));
+    ck_assert(test_host_recorded(&in.host, "world_entropy_t1", &val));
     ck_assert_double_eq_tol(val, h[0], 1e-9);
-    ck_assert(test_recorded("world_entropy_t9", &val));   /* t = 1000 joins bin 9 */
+    ck_assert(test_host_recorded(&in.host, "world_entropy_t9", &val));   /* t = 1000 joins bin 9 */
     ck_assert_double_eq_tol(val, h[1], 1e-9);
-    ck_assert(test_recorded("world_entropy", &val));
+    ck_assert(test_host_recorded(&in.host, "world_entropy", &val));
     ck_assert_double_eq_tol(val, 0.5 * (h[0] + h[1]), 1e-9);
-    ck_assert(test_recorded("world_rmax", &val));
+    ck_assert(test_host_recorded(&in.host, "world_rmax", &val));
     ck_assert_double_eq_tol(val, 0.5 * (rmax[0] + rmax[1]), 1e-9);
-    ck_assert(!test_recorded("world_entropy_t5", &val));
+    ck_assert(!test_host_recorded(&in.host, "world_entropy_t5", &val));
     /* A second call in the same step (t = 120): bin 1 becomes the mean of its two draws. */
     int t3[1] = { 120 };
     sl_prior_query q = { .batch = 1, .x_t = x_t, .t = t3, .cams = cams, .step = 4 };
     sl_error err;
     ck_assert_int_eq(world_noise_pred(s, &q, eps, &err), SL_OK);
-    ck_assert(test_recorded("world_entropy_t1", &val));
+    ck_assert(test_host_recorded(&in.host, "world_entropy_t1", &val));
     ck_assert_double_eq_tol(val, 0.5 * (h[0] + h[2]), 1e-9);
-    ck_assert(test_recorded("world_entropy", &val));
+    ck_assert(test_host_recorded(&in.host, "world_entropy", &val));
     ck_assert_double_eq_tol(val, (h[0] + h[1] + h[2]) / 3.0, 1e-9);
     /* A new step starts afresh. */
     q.step = 5;
     ck_assert_int_eq(world_noise_pred(s, &q, eps, &err), SL_OK);
-    ck_assert(test_recorded("world_entropy_t1", &val));
+    ck_assert(test_host_recorded(&in.host, "world_entropy_t1", &val));
     ck_assert_double_eq_tol(val, h[2], 1e-9);
     fprintf(stderr, "entropy series: H %.3f (t 150), %.3f (t 1000), %.3f (t 120)\n", h[0], h[1],
             h[2]);
