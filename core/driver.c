@@ -156,6 +156,7 @@ struct run {
     /* Checkpoints and resume. */
     char ckpt_path[PATH_MAX];      /* beside the log: RUN.h5 -> RUN.ckpt.h5 */
     char abs_spec_dir[PATH_MAX];   /* spec_dir made absolute, saved for a resume elsewhere */
+    int spec_from_file;            /* the spec was read from a file (not a checkpoint) */
     sl_ckpt *resume;               /* the checkpoint resumed from, open during setup only */
     int resuming;
     int64_t resume_done;           /* steps done at the checkpoint */
@@ -446,6 +447,31 @@ static sl_status check_section_is_map(run *r, const char *key, sl_error *err)
     return SL_OK;
 }
 
+/* The root key paths_relative_to moves the directory relative paths start from (a spec
+ * read from a file only: a resumed or exported run has its directory from the checkpoint,
+ * where this key was already applied). */
+static sl_status apply_paths_relative_to(run *r, sl_error *err)
+{
+    if (!r->spec_from_file || !sl_params_has(r->root, "paths_relative_to"))
+        return SL_OK;
+    const char *to = sl_params_string(r->root, "paths_relative_to");
+    char dir[PATH_MAX];
+    const sl_host base = { .spec_dir = r->spec_dir };
+    sl_status st = sl_host_path(&base, to, dir, sizeof dir, err);
+    if (st != SL_OK)
+        return st;
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return sl_spec_error_at(err, sl_node_get(r->spec, "paths_relative_to"),
+                                "paths_relative_to", "expected an existing directory, found "
+                                "'%s' (%s)", dir, stat(dir, &sb) != 0 ? strerror(errno)
+                                                                      : "not a directory");
+    snprintf(r->spec_dir, sizeof r->spec_dir, "%s", dir);
+    if (!realpath(r->spec_dir, r->abs_spec_dir))
+        snprintf(r->abs_spec_dir, sizeof r->abs_spec_dir, "%s", r->spec_dir);
+    return SL_OK;
+}
+
 static sl_status resolve_core_sections(run *r, sl_error *err)
 {
     static const char *const optimizer_reserved[] = { "groups", NULL };
@@ -455,6 +481,8 @@ static sl_status resolve_core_sections(run *r, sl_error *err)
                                 r->spec->kind == SL_NODE_SEQ ? "a list" : "a scalar");
     if ((st = sl_params_resolve(r->spec, "", &sl_schema_root, (const char *const *)sl_root_sections,
                                 &r->root, err)) != SL_OK)
+        return st;
+    if ((st = apply_paths_relative_to(r, err)) != SL_OK)
         return st;
     const char *const maps[] = { "cameras", "optimizer", "log" };
     for (size_t i = 0; i < 3; i++)
@@ -2441,6 +2469,7 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
         st = prepare_resume(&r, err);
     } else {
         set_spec_dir(&r, opt->spec_path);
+        r.spec_from_file = 1;
         if (!realpath(r.spec_dir, r.abs_spec_dir))
             snprintf(r.abs_spec_dir, sizeof r.abs_spec_dir, "%s", r.spec_dir);
         st = sl_spec_parse_file(opt->spec_path, &r.spec, err);

@@ -11,6 +11,10 @@ static const sl_param_def root_defs[] = {
       "Number of optimisation steps" },
     { "plugin_paths", SL_PARAM_STRING_LIST, 0, "[]", -INFINITY, INFINITY, NULL, 0, 0,
       "Plugin files or directories searched first (relative to the spec's directory)" },
+    { "paths_relative_to", SL_PARAM_STRING, 0, NULL, -INFINITY, INFINITY, NULL, 0, 0,
+      "Directory that relative paths of this spec start from (itself relative to the spec "
+      "file's directory; default: that directory). Sweep cells set it to their source spec's "
+      "directory, so a cell spec resolves paths as the sweep spec did" },
 };
 const sl_param_schema sl_schema_root = SL_PARAM_SCHEMA(root_defs);
 

@@ -544,45 +544,42 @@ static sl_status put_value(sl_node *root, const axis *ax, const sl_node *value, 
     }
 }
 
-/* Relative paths in a spec are relative to its directory; a cell spec lives in another
- * one. The schemas do not mark which strings are paths, so strings that look like paths
- * (a '/' or a '.') and name something that exists relative to the spec's directory are
- * made absolute. `log` is skipped (log.path is relative to the working directory, and the
- * sweep sets it), and so is `name`. */
-static sl_status absolutize(sl_node *n, const char *base_dir, int depth, sl_error *err)
+/* Sets `key` of the map `t` to the string `value` (created when absent). */
+static sl_status set_string_key(sl_node *t, const char *key, const char *value, sl_error *err)
 {
-    if (n->kind == SL_NODE_SCALAR) {
-        bool is_int;
-        const char *t = n->text;
-        if (!t[0] || t[0] == '/' || (!n->quoted && is_number(t, &is_int)))
-            return SL_OK;
-        if (!strchr(t, '/') && !strchr(t, '.'))
-            return SL_OK;
-        char joined[PATH_MAX], abs[PATH_MAX];
-        struct stat s;
-        if (snprintf(joined, sizeof joined, "%s/%s", base_dir, t) >= (int)sizeof joined ||
-            stat(joined, &s) != 0 || !realpath(joined, abs))
-            return SL_OK;
-        char *copy = strdup(abs);
+    char assignment[128];
+    snprintf(assignment, sizeof assignment, "%s=null", key);
+    sl_status st = sl_spec_override(t, assignment, err);
+    for (size_t i = 0; st == SL_OK && i < t->n; i++) {
+        if (strcmp(t->keys[i]->text, key) != 0)
+            continue;
+        char *copy = strdup(value);
         if (!copy)
             return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
-        free(n->text);
-        n->text = copy;
-        n->quoted = true;
-        return SL_OK;
+        free(t->items[i]->text);
+        t->items[i]->text = copy;
+        t->items[i]->quoted = true;
     }
-    for (size_t i = 0; i < n->n; i++) {
-        if (depth == 0 && n->kind == SL_NODE_MAP &&
-            (!strcmp(n->keys[i]->text, "log") || !strcmp(n->keys[i]->text, "name")))
-            continue;
-        sl_status st = absolutize(n->items[i], base_dir, depth + 1, err);
-        if (st != SL_OK)
-            return st;
-    }
-    return SL_OK;
+    return st;
 }
 
-/* The cell's tree: base + values + absolute paths + log.path. */
+/* Relative paths in a spec are relative to its directory (or to its paths_relative_to); a
+ * cell spec lives in another directory, so its paths_relative_to names the sweep spec's
+ * effective directory, absolute. */
+static sl_status anchor_paths(sl_node *t, const char *base_dir, sl_error *err)
+{
+    const sl_node *given = sl_node_get(t, "paths_relative_to");
+    char dir[PATH_MAX];
+    if (given && given->kind == SL_NODE_SCALAR && given->text[0] == '/')
+        snprintf(dir, sizeof dir, "%s", given->text);
+    else if (given && given->kind == SL_NODE_SCALAR && given->text[0])
+        snprintf(dir, sizeof dir, "%s/%s", base_dir, given->text);
+    else
+        snprintf(dir, sizeof dir, "%s", base_dir);
+    return set_string_key(t, "paths_relative_to", dir, err);
+}
+
+/* The cell's tree: base + values + paths_relative_to + log.path. */
 static sl_status cell_tree(const sl_sweep *sw, size_t cell, const char *log_path,
                            sl_node **out, sl_error *err)
 {
@@ -593,24 +590,12 @@ static sl_status cell_tree(const sl_sweep *sw, size_t cell, const char *log_path
     for (size_t a = 0; a < sw->n_axes && st == SL_OK; a++)
         st = put_value(t, &sw->axes[a], sl_sweep_value(sw, cell, a), err);
     if (st == SL_OK)
-        st = absolutize(t, sw->base_dir, 0, err);
+        st = anchor_paths(t, sw->base_dir, err);
     if (st == SL_OK)
         st = sl_spec_override(t, "log.path=null", err);
-    if (st == SL_OK) {
-        sl_node *log = sl_node_get(t, "log");
-        for (size_t i = 0; log && i < log->n; i++) {
-            if (strcmp(log->keys[i]->text, "path") != 0)
-                continue;
-            char *copy = strdup(log_path);
-            if (!copy) {
-                st = sl_error_set(err, SL_ERR_NOMEM, "out of memory");
-                break;
-            }
-            free(log->items[i]->text);
-            log->items[i]->text = copy;
-            log->items[i]->quoted = true;
-        }
-    }
+    sl_node *log = st == SL_OK ? sl_node_get(t, "log") : NULL;
+    if (log)
+        st = set_string_key(log, "path", log_path, err);
     if (st != SL_OK) {
         sl_node_free(t);
         return st;

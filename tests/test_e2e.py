@@ -220,6 +220,9 @@ class BadSpecs(unittest.TestCase):
          "of: level0, level1); did you mean 'level0'?"),
         (["stepz=3"],
          None),  # message from the spec module: checked for shape only
+        (["paths_relative_to=nowhere"],
+         "<command line>:1:19: paths_relative_to: expected an existing directory, found "
+         f"'{os.path.join(SRC, 'experiments', 'nowhere')}' (No such file or directory)"),
     ]
 
     def test_table(self):

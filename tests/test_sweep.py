@@ -4,6 +4,7 @@ re-run alone, a parallel sweep and its index, resuming a sweep killed half way, 
 Slurm job-array script (run here as a pretend array task; the real Slurm test is
 scripts/slurm-test.sh)."""
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -166,8 +167,11 @@ class LocalSweep(unittest.TestCase):
                 cell_spec = f.read()
             self.assertIn("steps: 30\n", cell_spec)        # overrides reach every cell
             self.assertNotIn("sweep:", cell_spec)
-            self.assertIn(os.path.join(SRC, "experiments", "data", "targets", "smiley.png"),
-                          cell_spec)
+            # Paths stay as written, resolved from the sweep spec's directory.
+            self.assertIn("data/targets/smiley.png", cell_spec)
+            anchor = re.search(r'^paths_relative_to: "?([^"\n]+)"?$', cell_spec, re.M)
+            self.assertIsNotNone(anchor, cell_spec)
+            self.assertEqual(os.path.realpath(anchor.group(1)), os.path.realpath(tmp))
             # Any cell re-runs alone, into its own log, with the same numbers.
             log = os.path.join(out, "cell-0003", "run.h5")
             with h5py.File(log, "r") as f:
