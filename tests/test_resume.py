@@ -499,6 +499,11 @@ class GaussiansSsdResume(ResumeCase):
         k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
         with h5py.File(want, "r") as f:
             self.assertTrue(any(name.startswith("ssd_mu_") for name in f["steps"]))
+            # The per-step count follows the densification; at the checkpoint it is the
+            # checkpoint's count.
+            counts = f["steps/gaussians_count"][:]
+            self.assertEqual(counts[n - 1], count)
+            self.assertGreater(counts.max(), counts[0])
         print(f"gaussians (densified to {count}) + ssd: {n} steps extended to {2 * n}: "
               f"{k} datasets bit-identical", file=sys.stderr)
 

@@ -351,6 +351,9 @@ static sl_status gaussians_create(const sl_host *host, const sl_params *params, 
         if (!s->eval_view)
             st = sl_error_set(err, SL_ERR_NOMEM, "gaussians: out of memory");
     }
+    if (st == SL_OK)
+        st = host->declare_series(host, "gaussians_count", "number of Gaussians after the "
+                                  "step's densification, pruning and opacity reset", err);
     if (st != SL_OK) {
         gaussians_destroy(s);
         return st;
@@ -696,9 +699,9 @@ done:
     return st;
 }
 
-static sl_status gaussians_step_end(void *state, int64_t step, sl_error *err)
+/* Densification and opacity reset at their steps. */
+static sl_status gaussians_adapt(gaussians_state *s, int64_t step, sl_error *err)
 {
-    gaussians_state *s = state;
     if (step >= s->dens_until || (s->dens_interval <= 0 && s->reset_interval <= 0))
         return SL_OK;
     bool dens = s->dens_interval > 0 && step > s->dens_from && step % s->dens_interval == 0;
@@ -716,6 +719,14 @@ static sl_status gaussians_step_end(void *state, int64_t step, sl_error *err)
         st = gaussians_densify(s, step, err);
     if (st == SL_OK && reset)
         st = gaussians_reset_opacity(s, err);
+    return st;
+}
+
+static sl_status gaussians_step_end(void *state, int64_t step, sl_error *err)
+{
+    gaussians_state *s = state;
+    sl_status st = gaussians_adapt(s, step, err);
+    s->host->record(s->host, "gaussians_count", (double)s->n);
     return st;
 }
 
