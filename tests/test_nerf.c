@@ -11,6 +11,9 @@
  *  - the plugin's MLP backward in float against double-accumulated float FD;
  *  - the whole render in float: random parameters of every group, random upstream gradients
  *    on rgb, depth, normal and opacity, both regularisers on, learned background;
+ *  - analytic normals: the density gradient and its second-order VJP in double (device
+ *    math) and per sample in float (the plugin's glue, two hidden layers), the whole render
+ *    with normals: analytic, agreement with FD normals on a smooth field, thread counts;
  *  - a uniform sphere (analytic field) against closed-form opacity 1 - exp(-sigma chord)
  *    and depth; occupancy on vs off on it; determinism across 1, 2 and 3 threads;
  *    save_state/load_state round trip; sample_field equals the rendered density. */
@@ -798,6 +801,155 @@ START_TEST(test_render_gradients_normals)
 }
 END_TEST
 
+/* The same with analytic normals, through the plugin's glue (nerf_density_grad and its
+ * backward inside the render). No hidden density layer, for the reason above: a sample
+ * whose ReLU pattern flips under a parameter perturbation changes its analytic normal by a
+ * jump (seen with one hidden layer: one table entry FD 0.44 vs -0.41). The hidden-layer
+ * path is checked per sample by test_density_grad_plugin and in double by
+ * test_density_grad_vjp. */
+START_TEST(test_render_gradients_analytic_normals)
+{
+    check_render_gradients("normals: analytic\ndensity_layers: 0\n", 1, 170);
+}
+END_TEST
+
+/* The plugin's glue with two hidden density layers, per sample in float: nerf_density_grad
+ * against central differences of nerf_eval (h = 1e-3), and nerf_density_grad_backward +
+ * nerf_eval_backward against FD of L = <dn, n(grad sigma)> in the table and the density
+ * MLP (the largest entries of each). Fixed points that cross no ReLU kink or cell face
+ * within h (else FD would jump; deterministic, so this stays true). The three checked
+ * entries per group are the successive running maxima of |g|. */
+static double plugin_normal_loss(nerf_state *s, const float x[3], const float dn[3],
+                                 float *rec)
+{
+    nerf_refresh_transposed(s);
+    nerf_eval(s, x, NULL, rec);
+    nerf_dgrad dg;
+    float gr[3], n[3];
+    nerf_density_grad(s, rec, &dg, gr);
+    nerf_normal_from_grad(gr, n);
+    return (double)dn[0] * n[0] + (double)dn[1] * n[1] + (double)dn[2] * n[2];
+}
+
+START_TEST(test_density_grad_plugin)
+{
+    nerf_inst in;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "%snormals: analytic\ndensity_layers: 2\n", SMALL);
+    nerf_new(&in, yaml);
+    randomise(&in, 500, 0.8f);
+    nerf_state *s = in.s;
+    float *rec = malloc((size_t)s->rec_size * sizeof(float));
+    const float pts[3][3] = { { 0.21f, -0.33f, 0.12f }, { -0.4f, 0.15f, 0.3f },
+                              { 0.05f, 0.42f, -0.27f } };
+    const float dn[3] = { 0.5f, -0.7f, 0.3f }, dir[3] = { 0, 0, 1 };
+    double worst_grad = 0, gmax_grad = 0;
+    for (int p = 0; p < 3; p++) {
+        nerf_refresh_transposed(s);
+        nerf_eval(s, pts[p], NULL, rec);
+        nerf_dgrad dg;
+        float gr[3];
+        nerf_density_grad(s, rec, &dg, gr);
+        for (int k = 0; k < 3; k++) {
+            float xp[3] = { pts[p][0], pts[p][1], pts[p][2] }, xm[3] = { pts[p][0], pts[p][1],
+                                                                         pts[p][2] };
+            xp[k] += 1e-3f;
+            xm[k] -= 1e-3f;
+            double fd = ((double)nerf_eval(s, xp, NULL, rec) - nerf_eval(s, xm, NULL, rec)) / 2e-3;
+            worst_grad = fmax(worst_grad, fabs(fd - gr[k]) / (1e-2 + 1e-2 * fabs(fd)));
+            gmax_grad = fmax(gmax_grad, fabs(gr[k]));
+        }
+        /* The VJP at this point into fresh gradient buffers. */
+        sl_param_group g[4];
+        size_t ng = VT()->param_groups(s, g, 4);
+        for (size_t i = 0; i < ng; i++)
+            memset(g[i].grad, 0, g[i].n * sizeof(float));
+        nerf_eval(s, pts[p], NULL, rec);
+        nerf_density_grad(s, rec, &dg, gr);
+        float dgr[3];
+        nerf_normal_vjp(gr, dn, dgr);
+        nerf_grads dst = { s->dtable, s->ddens_p, s->dcol_p, NULL };
+        float draw = nerf_density_grad_backward(s, rec, &dg, dgr, &dst);
+        nerf_eval_backward(s, rec, dir, 0.0f, NULL, draw, &dst);
+        for (int gi = 0; gi < 2; gi++) {
+            float gmax = 0;
+            size_t imax[3] = { 0, 0, 0 };
+            for (size_t j = 0; j < g[gi].n; j++) {
+                float a = fabsf(g[gi].grad[j]);
+                if (a > gmax) {
+                    gmax = a;
+                    imax[2] = imax[1], imax[1] = imax[0], imax[0] = j;
+                }
+            }
+            ck_assert_msg(gmax > 1e-3, "point %d group %s: gradient trivially small", p,
+                          g[gi].name);
+            for (int q = 0; q < 3; q++) {
+                size_t j = imax[q];
+                float keep = g[gi].data[j], an = g[gi].grad[j];
+                g[gi].data[j] = keep + 1e-3f;
+                double lp = plugin_normal_loss(s, pts[p], dn, rec);
+                g[gi].data[j] = keep - 1e-3f;
+                double lm = plugin_normal_loss(s, pts[p], dn, rec);
+                g[gi].data[j] = keep;
+                double fd = (lp - lm) / 2e-3;
+                /* 1e-4: float rounding of L (~6e-8 |L|) over 2h */
+                ck_assert_msg(fabs(fd - an) <= 1e-4 + 1e-2 * gmax + 2e-2 * fabs(an),
+                              "point %d group %s[%zu]: analytic %g, FD %g", p, g[gi].name, j,
+                              an, fd);
+            }
+        }
+    }
+    fprintf(stderr, "analytic density gradient (plugin, float): max |g| %.3g, worst error / "
+            "tol %.3f\n", gmax_grad, worst_grad);
+    ck_assert_msg(gmax_grad > 0.1, "density gradient trivially small");
+    ck_assert_msg(worst_grad <= 1, "density gradient vs FD: error / tol %g", worst_grad);
+    free(rec);
+    nerf_free(&in);
+}
+END_TEST
+
+/* Analytic normals agree with FD normals (normal_fd_eps 1e-3) on a smooth field: coarse
+ * levels (cells 0.5 and 0.25 wide) of a table drawn at scale 0.3 over the blob, so the
+ * gradient is O(1) and varies, and FD differs only for samples within eps of a cell face or
+ * a ReLU kink (the gradient jumps there). EVAL renders of 3 views, 24x20. */
+START_TEST(test_analytic_normals_match_fd)
+{
+    const char *base = "levels: 2\nfeatures_per_level: 2\nbase_resolution: 4\n"
+                       "growth_factor: 2\ndensity_width: 16\ngeo_features: 3\n"
+                       "samples_per_ray: 48\noccupancy: false\nnormal_fd_eps: 1e-3\n"
+                       "density_blob_std: 0.8\n";
+    enum { B = 3, H = 20, W = 24 };
+    sl_camera cams[B];
+    cams3(cams, B, H, W);
+    render_buf rb[2];
+    for (int a = 0; a < 2; a++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, "%snormals: %s\n", base, a ? "analytic" : "finite_difference");
+        nerf_inst in;
+        nerf_new(&in, yaml);
+        randomise(&in, 400, 0.3f);
+        rb_alloc(&rb[a], B, H, W, 1);
+        render_ok(&in, cams, B, 0, SL_RENDER_EVAL, &rb[a].r);
+        nerf_free(&in);
+    }
+    const size_t n = (size_t)B * H * W * 3;
+    double maxd = 0, sumd = 0, norm = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)rb[0].r.normal[i] - rb[1].r.normal[i]);
+        maxd = fmax(maxd, d);
+        sumd += d;
+        norm += fabs(rb[1].r.normal[i]);
+    }
+    fprintf(stderr, "analytic vs FD normals: mean |diff| %.2e, max %.2e (mean |n| %.3f)\n",
+            sumd / n, maxd, norm / n);
+    ck_assert_msg(norm / n > 0.1, "normals trivially small");
+    ck_assert_msg(sumd / n < 1e-3 && maxd < 5e-2, "analytic and FD normals differ: mean %g, max %g",
+                  sumd / n, maxd);
+    rb_free(&rb[0]);
+    rb_free(&rb[1]);
+}
+END_TEST
+
 /* Backward accumulates. */
 START_TEST(test_backward_accumulates)
 {
@@ -956,7 +1108,9 @@ END_TEST
 
 /* ------------------------------------------------------------------ determinism */
 
-START_TEST(test_threads_bit_identical)
+/* Render and backward on 1, 2 and 3 threads, bit for bit; extra: spec lines (normals:),
+ * with_gn: an upstream gradient on the normals too. */
+static void check_threads(const char *extra, int with_gn)
 {
     enum { B = 2, H = 12, W = 10 };
     sl_camera cams[B];
@@ -971,13 +1125,15 @@ START_TEST(test_threads_bit_identical)
     for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         nerf_inst in;
-        nerf_new(&in, "levels: 6\nlog2_table_size: 10\nsamples_per_ray: 32\n"
-                      "background: random\nlambda_orient: 0.1\nlambda_sparsity: 0.1\n");
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, "levels: 6\nlog2_table_size: 10\nsamples_per_ray: 32\n"
+                 "background: random\nlambda_orient: 0.1\nlambda_sparsity: 0.1\n%s", extra);
+        nerf_new(&in, yaml);
         randomise(&in, 300, 0.3f);
         render_buf rb;
         rb_alloc(&rb, B, H, W, 1);
         render_ok(&in, cams, B, 5, SL_RENDER_TRAIN, &rb.r);
-        sl_render grad = { B, H, W, G, Gd, NULL, NULL };
+        sl_render grad = { B, H, W, G, Gd, with_gn ? G : NULL, NULL };
         sl_error err;
         ck_assert_int_eq(VT()->backward(in.s, &grad, &err), SL_OK);
         sl_param_group g[4];
@@ -1012,6 +1168,17 @@ START_TEST(test_threads_bit_identical)
     free(ref_grad);
     free(G);
     free(Gd);
+}
+
+START_TEST(test_threads_bit_identical)
+{
+    check_threads("", 0);
+}
+END_TEST
+
+START_TEST(test_threads_bit_identical_analytic)
+{
+    check_threads("normals: analytic\n", 1);
 }
 END_TEST
 
@@ -1150,10 +1317,14 @@ int main(void)
     tcase_add_test(r, test_descriptor_and_errors);
     tcase_add_test(r, test_render_gradients);
     tcase_add_test(r, test_render_gradients_normals);
+    tcase_add_test(r, test_render_gradients_analytic_normals);
+    tcase_add_test(r, test_analytic_normals_match_fd);
+    tcase_add_test(r, test_density_grad_plugin);
     tcase_add_test(r, test_backward_accumulates);
     tcase_add_test(r, test_sphere_closed_form);
     tcase_add_test(r, test_occupancy_on_off);
     tcase_add_test(r, test_threads_bit_identical);
+    tcase_add_test(r, test_threads_bit_identical_analytic);
     tcase_add_test(r, test_state_round_trip);
     tcase_add_test(r, test_sample_field_matches_render);
     suite_add_tcase(s, r);
