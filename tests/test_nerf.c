@@ -1297,6 +1297,17 @@ START_TEST(test_descriptor_and_errors)
     sl_render g = { 1, 2, 2, NULL, NULL, NULL, NULL };
     ck_assert_int_eq(VT()->backward(in.s, &g, &err), SL_ERR_INVALID_ARG);
     nerf_free(&in);
+    /* Analytic normals need the network: refused with the analytic test field. */
+    nerf_new(&in, "normals: analytic\n");
+    ck_assert_uint_ne(VT()->outputs(in.s) & SL_RENDER_NORMAL, 0);
+    sphere_field sf = { 0.5f, 2.0f, { 1, 0, 0 } };
+    in.s->test_field = sphere_fn;
+    in.s->test_ctx = &sf;
+    rb_alloc(&rb, 1, 2, 2, 1);
+    ck_assert_int_eq(VT()->render(in.s, &req, &rb.r, &err), SL_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "analytic"));
+    rb_free(&rb);
+    nerf_free(&in);
     ck_assert_int_ge(series_declared, 4);
 }
 END_TEST
