@@ -14,7 +14,8 @@
  * the thread count). Samples in empty cells of the occupancy grid are skipped; a ray stops
  * when its transmittance falls below `early_stop`. Outputs (conventions.md):
  *     rgb = sum w_k c_k + T_n bg,  depth = sum w_k z_k (unnormalised z-depth),
- *     normal = sum w_k n_k (world, n = -grad sigma / |grad sigma| by central differences),
+ *     normal = sum w_k n_k (world, n = -grad sigma / |grad sigma|, the gradient by central
+ *              differences or analytic: nerf_density_grad),
  *     opacity = sum w_k.
  *
  * Forward keeps, per ray, a compact list of the samples it used (a record per sample with
@@ -23,7 +24,9 @@
  * per sample (nerf_composite_vjp), then back-propagates through the colour MLP, the density
  * MLP and the hash table; FD normals re-evaluate the density at their six offset points
  * (recomputed in backward on purpose: keeping six more activation records per sample would
- * multiply the memory by seven for an output that is rarely differentiated).
+ * multiply the memory by seven for an output that is rarely differentiated); analytic
+ * normals recompute their reverse sweep and add the second-order terms
+ * (nerf_density_grad_backward).
  *
  * Determinism of the gradient (no float atomics): the rays are split into blocks of a
  * fixed size, and block b belongs to shard b mod NERF_GRAD_SHARDS — both independent of
