@@ -364,7 +364,7 @@ START_TEST(test_normal_vjp)
 END_TEST
 
 /* Analytic normals in double: a small field (3 hash levels, two dense and one hashed; a
- * density MLP 6 -> 5 -> 4 -> 2 with ReLU; softplus; the blob), its density gradient by the
+ * density MLP 6 -> 5 -> 4 -> 2 with ReLU; softplus or exp; the blob), its density gradient by the
  * device functions (the reverse sweep nerf.c's nerf_density_grad does), and the
  * second-order VJP of L = <dn, n(grad sigma)> + <dgr, grad sigma> into the table, the
  * weights and the biases (nerf_density_grad_backward's steps, then the first-order backward
@@ -377,11 +377,13 @@ typedef struct ad_field {
     double *table;                      /* (entries, 2) */
     double *W[AD_LAYERS], *b[AD_LAYERS];
     double bmin[3], side[3], c[3], scale, std_;
+    int act;                            /* NERF_ACT_* */
 } ad_field;
 
-static void ad_init(ad_field *f)
+static void ad_init(ad_field *f, int act)
 {
     memset(f, 0, sizeof *f);
+    f->act = act;
     f->g.levels = 3;
     f->g.feat = 2;
     int res[3] = { 2, 3, 6 };
@@ -443,7 +445,7 @@ static double ad_forward(const ad_field *f, const double x[3], double enc[6],
         in = o;
     }
     *raw = out[0] + nerfd_blob_bias(x, f->c, f->scale, f->std_);
-    return nerfd_density_act(NERF_ACT_SOFTPLUS, *raw);
+    return nerfd_density_act(f->act, *raw);
 }
 
 typedef struct ad_grad {
@@ -467,7 +469,7 @@ static void ad_density_grad(const ad_field *f, const double x[3], ad_grad *a, do
     double du[3], blob[3];
     nerfd_hash_encode_vjp_u(&f->g, f->table, a->u, a->gamma0, du);
     nerfd_blob_bias_grad(x, f->c, f->scale, f->std_, blob);
-    a->act1 = nerfd_density_act_grad(NERF_ACT_SOFTPLUS, a->raw);
+    a->act1 = nerfd_density_act_grad(f->act, a->raw);
     for (int k = 0; k < 3; k++) {
         a->draw_dx[k] = du[k] / f->side[k] + blob[k];
         grad[k] = a->act1 * a->draw_dx[k];
@@ -513,7 +515,7 @@ static void ad_backward(const ad_field *f, const double x[3], const double dn[3]
         dW[AD_LAYERS - 1][i] += tau[i];
     /* Through act'(raw): the first-order backward of raw. */
     double draw = (dg[0] * a.draw_dx[0] + dg[1] * a.draw_dx[1] + dg[2] * a.draw_dx[2]) *
-                  nerfd_density_act_grad2(NERF_ACT_SOFTPLUS, a.raw);
+                  nerfd_density_act_grad2(f->act, a.raw);
     double dy[8] = { draw, 0 }, dx[8];
     for (int k = AD_LAYERS - 1; k >= 0; k--) {
         const double *in = k == 0 ? a.enc : a.acts[k - 1];
@@ -524,10 +526,11 @@ static void ad_backward(const ad_field *f, const double x[3], const double dn[3]
     nerfd_hash_encode_vjp(&f->g, a.u, dy, dtable);
 }
 
+/* Both activations (_i: 0 softplus, 1 exp). */
 START_TEST(test_density_grad)
 {
     ad_field f;
-    ad_init(&f);
+    ad_init(&f, _i);
     const double pts[4][3] = {
         { 0.13, -0.41, 0.27 }, { -0.52, 0.33, 0.61 }, { 0.71, 0.08, -0.36 }, { -0.2, -0.7, 0.1 }
     };
@@ -556,7 +559,7 @@ END_TEST
 START_TEST(test_density_grad_vjp)
 {
     ad_field f;
-    ad_init(&f);
+    ad_init(&f, _i);
     size_t nt = (size_t)f.g.entries * 2;
     double *dtable = calloc(nt, sizeof(double)), *dW[AD_LAYERS], *db[AD_LAYERS];
     for (int k = 0; k < AD_LAYERS; k++) {
@@ -606,8 +609,8 @@ START_TEST(test_density_grad_vjp)
         int want = groups[gi].n > 2 ? 2 : 1;
         ck_assert_msg(gmax > 1e-3 && nonzero >= want, "%s[%d]: gradient trivially small (%g, "
                       "%d nonzero)", groups[gi].name, layer, gmax, nonzero);
-        fprintf(stderr, "analytic normal VJP %s[%d]: %d nonzero, max |g| %.3g, max error %.2g\n",
-                groups[gi].name, layer, nonzero, gmax, maxerr);
+        fprintf(stderr, "analytic normal VJP (%s) %s[%d]: %d nonzero, max |g| %.3g, max error "
+                "%.2g\n", _i ? "exp" : "softplus", groups[gi].name, layer, nonzero, gmax, maxerr);
         ck_assert_msg(maxerr < 1e-6 * (1 + gmax), "%s[%d]: normal VJP vs FD error %g (max |g| "
                       "%g)", groups[gi].name, layer, maxerr, gmax);
     }
@@ -1320,8 +1323,8 @@ int main(void)
     tcase_add_test(m, test_dense_vjp);
     tcase_add_test(m, test_composite_vjp);
     tcase_add_test(m, test_normal_vjp);
-    tcase_add_test(m, test_density_grad);
-    tcase_add_test(m, test_density_grad_vjp);
+    tcase_add_loop_test(m, test_density_grad, NERF_ACT_SOFTPLUS, NERF_ACT_EXP + 1);
+    tcase_add_loop_test(m, test_density_grad_vjp, NERF_ACT_SOFTPLUS, NERF_ACT_EXP + 1);
     suite_add_tcase(s, m);
     TCase *r = tcase_create("render");
     tcase_set_timeout(r, 600);
