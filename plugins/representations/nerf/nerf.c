@@ -1184,25 +1184,26 @@ static void nerf_ray_backward(const nerf_state *s, size_t r, const sl_render *gr
             float dg[3];
             nerf_normal_vjp(rec + s->r_g, dn, dg);
             if (s->normals == NERF_NORMALS_ANALYTIC) {
-                /* Recomputed rather than stored: the sweep costs about one MLP backward,
-                 * storing it would double the record. */
+                /* The sweep is recomputed rather than stored: it costs about one MLP
+                 * backward, storing it would double the record. */
                 nerf_dgrad dgr;
                 float grad_again[3];
                 nerf_density_grad(s, rec, &dgr, grad_again);
                 draw = nerf_density_grad_backward(s, rec, &dgr, dg, g);
-            }
-            /* FD: g_a = (sigma(x + h e_a) - sigma(x - h e_a)) / (2h): each probe gets
-             * +-dg_a / (2h) as its dL/dsigma, back-propagated from a re-evaluation. */
-            const float h = s->fd_eps;
-            for (int a = 0; a < 3 && s->normals == NERF_NORMALS_FD; a++) {
-                if (dg[a] == 0)
-                    continue;
-                for (int sgn = -1; sgn <= 1; sgn += 2) {
-                    float xp[3] = { rec[s->r_x], rec[s->r_x + 1], rec[s->r_x + 2] };
-                    xp[a] += (float)sgn * h;
-                    nerf_eval(s, xp, NULL, scratch);
-                    nerf_eval_backward(s, scratch, d, (float)sgn * dg[a] / (2 * h), NULL, 0.0f,
-                                       g);
+            } else {
+                /* g_a = (sigma(x + h e_a) - sigma(x - h e_a)) / (2h): each probe gets
+                 * +-dg_a / (2h) as its dL/dsigma, back-propagated from a re-evaluation. */
+                const float h = s->fd_eps;
+                for (int a = 0; a < 3; a++) {
+                    if (dg[a] == 0)
+                        continue;
+                    for (int sgn = -1; sgn <= 1; sgn += 2) {
+                        float xp[3] = { rec[s->r_x], rec[s->r_x + 1], rec[s->r_x + 2] };
+                        xp[a] += (float)sgn * h;
+                        nerf_eval(s, xp, NULL, scratch);
+                        nerf_eval_backward(s, scratch, d, (float)sgn * dg[a] / (2 * h), NULL,
+                                           0.0f, g);
+                    }
                 }
             }
         }
