@@ -107,7 +107,8 @@ struct run {
     sl_diffusion diffusion;
     sl_camera_sampler cams;
     sl_weighting weighting;
-    uint32_t repr_outputs;
+    uint32_t repr_outputs;         /* SL_RENDER_* the representation renders (EVAL renders) */
+    uint32_t train_outputs;        /* the subset TRAIN renders ask for (train_outputs()) */
 
     series_decl *series;
     size_t n_series, cap_series;
@@ -770,6 +771,31 @@ static void free_render(sl_render *rd)
     free(rd->opacity);
 }
 
+/* What TRAIN renders ask for (the render contract: a representation renders every non-NULL
+ * output): rgb, and what the estimator, the probed estimators and every baseline need. An
+ * output nothing reads is not rendered (NeRF's normals cost several times the rest of a
+ * step); a representation's own regularisers compute what they need internally (nerf's
+ * lambda_orient computes its normals whether or not they are requested). EVAL renders keep
+ * asking for every output, for the log. */
+static uint32_t train_outputs(const run *r)
+{
+    uint32_t need = SL_RENDER_RGB;
+    const sl_estimator_vtable *ev = r->est.desc->vtable;
+    if (ev->required_outputs)
+        need |= ev->required_outputs(r->est.params);
+    for (size_t e = 0; e < r->n_probes; e++) {
+        const sl_estimator_vtable *pv = r->probe_ests[e]->desc->vtable;
+        if (pv->required_outputs)
+            need |= pv->required_outputs(r->probe_ests[e]->params);
+    }
+    for (size_t b = 0; b < r->n_baselines; b++) {
+        const sl_baseline_vtable *bv = r->baselines[b]->desc->vtable;
+        if (bv->required_outputs)
+            need |= bv->required_outputs(r->baselines[b]->params);
+    }
+    return need & r->repr_outputs;
+}
+
 static sl_status alloc_buffers(run *r, sl_error *err)
 {
     int failed = 0;
@@ -778,7 +804,8 @@ static sl_status alloc_buffers(run *r, sl_error *err)
     r->prior_elems = (size_t)B * (size_t)r->pinfo.height * (size_t)r->pinfo.width *
                      (size_t)r->pinfo.channels;
     size_t pe = r->prior_elems;
-    alloc_render(&r->render, B, R, r->repr_outputs, &failed);
+    r->train_outputs = train_outputs(r);
+    alloc_render(&r->render, B, R, r->train_outputs, &failed);
     r->render_grad = (sl_render){ B, R, R, xalloc(r->render_px * 3, sizeof(float), &failed),
                                   NULL, NULL, NULL };
     r->step_cams = xalloc((size_t)B, sizeof(sl_camera), &failed);
@@ -1160,7 +1187,7 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
     sl_probe_env env = {
         .repr = r->repr.desc->vtable, .repr_state = r->repr.state, .prior = &r->prior_ref,
         .pinfo = &r->pinfo, .diffusion = &r->diffusion, .weighting = r->weighting,
-        .cams = &r->cams, .repr_outputs = r->repr_outputs, .groups = r->groups,
+        .cams = &r->cams, .repr_outputs = r->train_outputs, .groups = r->groups,
         .n_groups = r->n_groups, .seed = (uint64_t)sl_params_int(r->root, "seed"),
     };
     t_bounds(r, step, &env.t_lo, &env.t_hi);

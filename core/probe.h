@@ -27,7 +27,8 @@ typedef struct sl_probe_env {
     const sl_diffusion *diffusion;
     sl_weighting weighting;
     const sl_camera_sampler *cams;  /* resolution, ranges and batch of the training cameras */
-    uint32_t repr_outputs;          /* SL_RENDER_* buffers to allocate for the render */
+    uint32_t repr_outputs;          /* SL_RENDER_* buffers to allocate for the render (the
+                                     * run's TRAIN outputs: what the estimators read) */
     sl_param_group *groups;         /* (n_groups,) */
     size_t n_groups;
     uint64_t seed;

@@ -302,6 +302,24 @@ class World(unittest.TestCase):
                     self.assertGreater(np.std(f["renders/rgb"][-1]), 10)
 
 
+    def test_train_renders_ask_only_for_needed_outputs(self):
+        """A representation declaring normals is not asked for them in training when
+        nothing in the run reads them (SDS), and is when a baseline does (SSD with the
+        normal baseline); evaluation renders still get them. The test representation
+        records whether each TRAIN render was asked for normals."""
+        plugin = os.path.join(BUILD, "tests", "plugins", "sphere_field.so")
+        for est, expected in (("{plugin: sds}", 0.0), ("{plugin: ssd, baselines: [normal]}", 1.0)):
+            with tempfile.TemporaryDirectory() as tmp:
+                log = os.path.join(tmp, "n.h5")
+                r = run(["run", WORLD_VIEW, f"plugin_paths=[{plugin}]",
+                         "representation={plugin: sphere_field}", f"estimator={est}",
+                         "steps=3", "log.eval_every=3", f"log.path={log}"])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with h5py.File(log, "r") as f:
+                    asked = f["steps/normal_train_renders"][()]
+                    self.assertEqual(len(asked), 3)
+                    self.assertTrue(np.all(asked == expected), (est, asked))
+
     def test_mesh_chamfer_and_export_of_a_field_representation(self):
         """A representation with a density field (an analytic ball matching the prompt's
         sphere, radius 0.6 after the world's normalisation) gets a watertight /mesh at the

@@ -5,7 +5,10 @@
  * Density: sigma(p) = 10 (R + 0.1 - |p - c|) inside the ball of radius R + 0.1, 0 outside;
  * the default threshold 1 puts the surface at |p - c| = R exactly, and a density linear
  * along every ray from the centre makes marching cubes' interpolation nearly exact there.
- * The render is the ball's silhouette: flat colour, opacity 1, z-depth of the front hit. */
+ * The render is the ball's silhouette: flat colour, opacity 1, z-depth of the front hit,
+ * the outward normal there. It records the series `normal_train_renders` (1 when a TRAIN
+ * render was asked for normals, else 0): the driver's test that training renders ask only
+ * for the outputs something in the run needs. */
 #include <math.h>
 #include <string.h>
 
@@ -37,6 +40,13 @@ static sl_status create(const sl_host *host, const sl_params *params, void **out
         s->center[d] = (float)sl_params_list_float(params, "center", d);
         s->color[d] = (float)sl_params_list_float(params, "color", d);
     }
+    sl_status st = host->declare_series(host, "normal_train_renders",
+                                        "1 when the TRAIN render of the step was asked for "
+                                        "normals", err);
+    if (st != SL_OK) {
+        host->free_mem(host, s);
+        return st;
+    }
     *out = s;
     return SL_OK;
 }
@@ -49,7 +59,7 @@ static void destroy(void *p)
 
 static uint32_t outputs(const void *p)
 {
-    return SL_RENDER_RGB | SL_RENDER_DEPTH | SL_RENDER_OPACITY;
+    return SL_RENDER_RGB | SL_RENDER_DEPTH | SL_RENDER_NORMAL | SL_RENDER_OPACITY;
 }
 
 static size_t groups(void *p, sl_param_group *g, size_t max)
@@ -64,6 +74,8 @@ static sl_status render(void *p, const sl_render_request *req, sl_render *out, s
 {
     sphere_field *s = p;
     int H = out->height, W = out->width;
+    if (req->mode == SL_RENDER_TRAIN)
+        s->host->record(s->host, "normal_train_renders", out->normal ? 1.0 : 0.0);
     for (int b = 0; b < req->batch; b++) {
         const sl_camera *cam = &req->cams[b];
         float oc[3];
@@ -88,6 +100,9 @@ static sl_status render(void *p, const sl_render_request *req, sl_render *out, s
                     out->depth[px] = hit ? t * fz : 0.0f;
                 if (out->opacity)
                     out->opacity[px] = (float)hit;
+                for (int c = 0; c < 3 && out->normal; c++)
+                    out->normal[3 * px + c] =
+                        hit ? (oc[c] + t * dir[c]) / s->radius : 0.0f;
             }
     }
     return SL_OK;

@@ -67,8 +67,10 @@ enum {
 };
 
 /* Outputs of a representation for a batch of cameras of one size (architecture.md,
- * Conventions). Allocated by the host for the outputs the representation declares;
- * a NULL field is not requested. The same struct carries gradients dL/d(output) into
+ * Conventions). Allocated by the host: for EVAL renders every output the representation
+ * declares, for TRAIN renders only rgb and what the run reads (the estimators' and
+ * baselines' required_outputs); a NULL field is not requested (a representation's own
+ * regularisers compute what they need themselves). The same struct carries gradients dL/d(output) into
  * backward, where a NULL field means no gradient flows into that output. */
 typedef struct sl_render {
     int batch, height, width;

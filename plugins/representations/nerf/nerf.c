@@ -14,7 +14,8 @@
  * the thread count). Samples in empty cells of the occupancy grid are skipped; a ray stops
  * when its transmittance falls below `early_stop`. Outputs (conventions.md):
  *     rgb = sum w_k c_k + T_n bg,  depth = sum w_k z_k (unnormalised z-depth),
- *     normal = sum w_k n_k (world, n = -grad sigma / |grad sigma| by central differences),
+ *     normal = sum w_k n_k (world, n = -grad sigma / |grad sigma|, the gradient by central
+ *              differences or analytic: nerf_density_grad),
  *     opacity = sum w_k.
  *
  * Forward keeps, per ray, a compact list of the samples it used (a record per sample with
@@ -23,7 +24,9 @@
  * per sample (nerf_composite_vjp), then back-propagates through the colour MLP, the density
  * MLP and the hash table; FD normals re-evaluate the density at their six offset points
  * (recomputed in backward on purpose: keeping six more activation records per sample would
- * multiply the memory by seven for an output that is rarely differentiated).
+ * multiply the memory by seven for an output that is rarely differentiated); analytic
+ * normals recompute their reverse sweep and add the second-order terms
+ * (nerf_density_grad_backward).
  *
  * Determinism of the gradient (no float atomics): the rays are split into blocks of a
  * fixed size, and block b belongs to shard b mod NERF_GRAD_SHARDS — both independent of
@@ -60,7 +63,7 @@ enum {
 };
 
 enum { NERF_BG_SOLID = 0, NERF_BG_RANDOM = 1, NERF_BG_LEARNED = 2 };
-enum { NERF_NORMALS_FD = 0, NERF_NORMALS_NONE = 1 };
+enum { NERF_NORMALS_FD = 0, NERF_NORMALS_NONE = 1, NERF_NORMALS_ANALYTIC = 2 };
 
 /* Streams of the plugin (offsets from host->rng_stream_base). */
 enum { NERF_STREAM_INIT = 0, NERF_STREAM_JITTER = 1, NERF_STREAM_BG = 2, NERF_STREAM_OCC = 3 };
@@ -222,9 +225,10 @@ static const sl_param_def nerf_params[] = {
     { .name = "background_width", .type = SL_PARAM_INT, .default_value = "16", .min = 1,
       .max = NERF_MAX_WIDTH, .doc = "learned background: hidden width (one hidden layer)" },
     { .name = "normals", .type = SL_PARAM_CHOICE, .default_value = "finite_difference",
-      .choices = "finite_difference|none",
-      .doc = "normals -grad sigma / |grad sigma| by central differences (6 density "
-             "evaluations per sample), or none (no normal output)" },
+      .choices = "finite_difference|analytic|none",
+      .doc = "normals -grad sigma / |grad sigma|: finite_difference (central differences, "
+             "6 density evaluations per sample), analytic (the exact gradient through the "
+             "activation, the density MLP and the hash encoding), or none (no normal output)" },
     { .name = "normal_fd_eps", .type = SL_PARAM_FLOAT, .default_value = "0.01", .min = 1e-6,
       .max = 1, .doc = "finite-difference step of the normals, in world units" },
     { .name = "lambda_sparsity", .type = SL_PARAM_FLOAT, .default_value = "0", .min = 0,
@@ -407,9 +411,100 @@ static void nerf_fd_normal(const nerf_state *s, const float x[3], float *scratch
     nerf_normal_from_grad(g, n);
 }
 
-/* Backward of one evaluation recorded in rec: dL/dsigma and (if drgb) dL/drgb, into g. */
+/* The exact density gradient at an evaluation recorded in rec (analytic normals), and what
+ * its backward reuses. With raw = out_0(enc(u(x))) + blob(x) and sigma = act(raw):
+ *     grad sigma = act'(raw) (d out_0/du diag(du/dx) + grad blob),
+ *     d out_0/du = hash_encode_vjp_u(gamma_0),  gamma_0 = d out_0 / d enc,
+ * gamma by one reverse sweep of the density MLP for output 0 alone: gamma_{K-1} = row 0 of
+ * the last layer's W, t_{k+1} = relu'(a_k) gamma_{k+1}, gamma_k = W_k^T t_{k+1}. */
+typedef struct nerf_dgrad {
+    float u[3];                      /* unit-box position */
+    float du_dx[3];                  /* 1 / box side; 0 where u was clamped */
+    float dout_du[3];                /* d out_0 / du */
+    float draw_dx[3];                /* d raw / dx */
+    float act1;                      /* act'(raw) */
+    float gamma0[NERF_MAX_LEVELS * 8];                  /* (L F,) d out_0 / d enc */
+    float t[(NERF_MAX_LAYERS - 1) * NERF_MAX_WIDTH];    /* (hidden_total,) t_{k+1} at h_off[k] */
+} nerf_dgrad;
+
+static void nerf_density_grad(const nerf_state *s, const float *rec, nerf_dgrad *dg,
+                              float grad[3])   /* (3,) = d sigma / dx */
+{
+    const nerf_mlp *m = &s->dens;
+    const float *x = rec + s->r_x;
+    for (int k = 0; k < 3; k++) {
+        float side = s->bmax[k] - s->bmin[k];
+        float v = (x[k] - s->bmin[k]) / side;
+        dg->u[k] = v < 0 ? 0 : (v > 1 ? 1 : v);
+        dg->du_dx[k] = v < 0 || v > 1 ? 0.0f : 1.0f / side;
+    }
+    float buf[2][NERF_MAX_WIDTH];
+    const int last = m->n_layers - 1;
+    const float *gam = s->dens_p + m->w_off[last];   /* row 0 of (dims[last+1], dims[last]) */
+    for (int k = last - 1; k >= 0; k--) {
+        const float *acts = rec + s->r_dh + m->h_off[k];
+        float *t = dg->t + m->h_off[k];
+        for (int j = 0; j < m->dims[k + 1]; j++)
+            t[j] = acts[j] > 0 ? gam[j] : 0;   /* ReLU output > 0 <=> pre-activation > 0 */
+        float *out = k == 0 ? dg->gamma0 : buf[k & 1];
+        nerf_dense_input_grad(s->dens_p + m->w_off[k], t, out, m->dims[k], m->dims[k + 1]);
+        gam = out;
+    }
+    if (last == 0)
+        memcpy(dg->gamma0, gam, (size_t)m->dims[0] * sizeof(float));
+    nerf_hash_encode_vjp_u(&s->grid, s->table, dg->u, dg->gamma0, dg->dout_du);
+    float blob[3] = { 0, 0, 0 };
+    if (s->blob)
+        nerf_blob_bias_grad(x, s->center, s->blob_scale, s->blob_std, blob);
+    dg->act1 = nerf_density_act_grad(s->act, rec[s->r_dout]);
+    for (int k = 0; k < 3; k++) {
+        dg->draw_dx[k] = dg->dout_du[k] * dg->du_dx[k] + blob[k];
+        grad[k] = dg->act1 * dg->draw_dx[k];
+    }
+}
+
+/* VJP of nerf_density_grad for an upstream dgrad (3,) on d sigma / dx: the second-order
+ * terms into the hash table and the density MLP's weights (accumulated into g), and the
+ * returned dL/draw that the first-order backward of this evaluation adds (the biases and
+ * everything else reach the gradient through act'(raw)):
+ *     dL/draw       = act''(raw) <dgrad, draw_dx>
+ *     dL/d dout_du  = act'(raw) dgrad diag(du/dx)
+ *     -> table and tau_0 = dL/dgamma_0 (hash_encode_vjp_u_vjp), then forward through the
+ *        layers: dW_k += t_{k+1} tau_k^T, tau_{k+1} = relu'(a_k) W_k tau_k, and row 0 of
+ *        the last layer's dW += tau_{K-1}. */
+static float nerf_density_grad_backward(const nerf_state *s, const float *rec,
+                                        const nerf_dgrad *dg, const float dgrad[3],
+                                        const nerf_grads *g)
+{
+    const nerf_mlp *m = &s->dens;
+    float ddu[3];
+    for (int k = 0; k < 3; k++)
+        ddu[k] = dgrad[k] * dg->act1 * dg->du_dx[k];
+    float tau[2][NERF_MAX_WIDTH];
+    nerf_hash_encode_vjp_u_vjp(&s->grid, s->table, dg->u, dg->gamma0, ddu, tau[0], g->table);
+    const int last = m->n_layers - 1;
+    int cur = 0;
+    for (int k = 0; k < last; k++) {
+        const float *acts = rec + s->r_dh + m->h_off[k];
+        float *next = tau[cur ^ 1];
+        nerf_dense_input_grad_vjp(s->dens_p + m->w_off[k], dg->t + m->h_off[k], tau[cur], next,
+                                  g->dens + m->w_off[k], m->dims[k], m->dims[k + 1]);
+        for (int j = 0; j < m->dims[k + 1]; j++)
+            next[j] = acts[j] > 0 ? next[j] : 0;
+        cur ^= 1;
+    }
+    float *dW0 = g->dens + m->w_off[last];
+    for (int i = 0; i < m->dims[last]; i++)
+        dW0[i] += tau[cur][i];
+    float dot = dgrad[0] * dg->draw_dx[0] + dgrad[1] * dg->draw_dx[1] + dgrad[2] * dg->draw_dx[2];
+    return dot * nerf_density_act_grad2(s->act, rec[s->r_dout]);
+}
+
+/* Backward of one evaluation recorded in rec: dL/dsigma and (if drgb) dL/drgb, plus draw
+ * (a gradient on the pre-activation raw from analytic normals; 0 otherwise), into g. */
 static void nerf_eval_backward(const nerf_state *s, const float *rec, const float dir[3],
-                               float dsigma, const float *drgb, const nerf_grads *g)
+                               float dsigma, const float *drgb, float draw,
+                               const nerf_grads *g)
 {
     float dout[1 + 64];   /* geo <= 64 (schema) */
     memset(dout, 0, sizeof(float) * (size_t)(1 + s->geo));
@@ -422,7 +517,7 @@ static void nerf_eval_backward(const nerf_state *s, const float *rec, const floa
         nerf_mlp_backward(&s->col, s->col_p, g->col, cin, rec + s->r_ch, dlogit, dcin);
         memcpy(dout + 1, dcin, (size_t)s->geo * sizeof(float));
     }
-    dout[0] = dsigma * nerf_density_act_grad(s->act, rec[s->r_dout]);
+    dout[0] = dsigma * nerf_density_act_grad(s->act, rec[s->r_dout]) + draw;
     float denc[NERF_MAX_LEVELS * 8];
     nerf_mlp_backward(&s->dens, s->dens_p, g->dens, rec + s->r_enc, rec + s->r_dh, dout, denc);
     float u[3];
@@ -645,14 +740,16 @@ static sl_status nerf_create(const sl_host *host, const sl_params *params, void 
     s->occ_every = (int)sl_params_int(params, "occupancy_update_every");
     s->occ_thresh = (float)sl_params_float(params, "occupancy_threshold");
     s->occ_decay = (float)sl_params_float(params, "occupancy_decay");
-    s->normals = strcmp(sl_params_string(params, "normals"), "none") == 0 ? NERF_NORMALS_NONE
-                                                                          : NERF_NORMALS_FD;
+    const char *normals = sl_params_string(params, "normals");
+    s->normals = strcmp(normals, "none") == 0       ? NERF_NORMALS_NONE
+                 : strcmp(normals, "analytic") == 0 ? NERF_NORMALS_ANALYTIC
+                                                    : NERF_NORMALS_FD;
     s->fd_eps = (float)sl_params_float(params, "normal_fd_eps");
     s->lambda_sparsity = (float)sl_params_float(params, "lambda_sparsity");
     s->lambda_orient = (float)sl_params_float(params, "lambda_orient");
     if (s->lambda_orient > 0 && s->normals == NERF_NORMALS_NONE) {
         st = sl_error_set(err, SL_ERR_SPEC, "nerf: lambda_orient %g needs normals (normals: "
-                          "none given; use finite_difference)", (double)s->lambda_orient);
+                          "none given; use analytic or finite_difference)", (double)s->lambda_orient);
         goto fail;
     }
 
@@ -749,7 +846,7 @@ static uint32_t nerf_outputs(const void *state)
 {
     const nerf_state *s = state;
     return SL_RENDER_RGB | SL_RENDER_DEPTH | SL_RENDER_OPACITY |
-           (s->normals == NERF_NORMALS_FD ? SL_RENDER_NORMAL : 0);
+           (s->normals != NERF_NORMALS_NONE ? SL_RENDER_NORMAL : 0);
 }
 
 static size_t nerf_param_groups(void *state, sl_param_group *groups, size_t max)
@@ -858,7 +955,13 @@ static int nerf_march(const nerf_state *s, const float o[3], const float d[3], f
                 ro->opacity += w;
                 if (need_n) {
                     float *n = rec + s->r_n;
-                    nerf_fd_normal(s, x, rec_scratch + s->rec_size, rec + s->r_g, n);
+                    if (s->normals == NERF_NORMALS_ANALYTIC) {
+                        nerf_dgrad dg;
+                        nerf_density_grad(s, rec, &dg, rec + s->r_g);
+                        nerf_normal_from_grad(rec + s->r_g, n);
+                    } else {
+                        nerf_fd_normal(s, x, rec_scratch + s->rec_size, rec + s->r_g, n);
+                    }
                     for (int ch = 0; ch < 3; ch++)
                         ro->normal[ch] += w * n[ch];
                     float nd = n[0] * d[0] + n[1] * d[1] + n[2] * d[2];
@@ -895,6 +998,9 @@ static sl_status nerf_render(void *state, const sl_render_request *req, sl_rende
     if (need_n && s->normals == NERF_NORMALS_NONE)
         return sl_error_set(err, SL_ERR_UNSUPPORTED, "nerf: normals requested but the "
                             "representation has normals: none");
+    if (need_n && s->normals == NERF_NORMALS_ANALYTIC && s->test_field)
+        return sl_error_set(err, SL_ERR_UNSUPPORTED, "nerf: analytic normals of an analytic "
+                            "test field (it has no network to differentiate)");
     const size_t px = (size_t)H * W, rays = (size_t)B * px;
     if (rays > UINT32_MAX)
         return sl_error_set(err, SL_ERR_INVALID_ARG, "nerf: too many rays (%zu)", rays);
@@ -1060,7 +1166,7 @@ static void nerf_ray_backward(const nerf_state *s, size_t r, const sl_render *gr
     const int normal_grad = s->saved_normals && (gN || reg_orient > 0);
     for (int k = 0; k < n; k++) {
         const float *rec = recs + (size_t)k * s->rec_size;
-        float drgb[3] = { 0, 0, 0 };
+        float drgb[3] = { 0, 0, 0 }, draw = 0;
         if (gC)
             for (int c = 0; c < 3; c++)
                 drgb[c] = w[k] * gC[c];
@@ -1077,21 +1183,31 @@ static void nerf_ray_backward(const nerf_state *s, size_t r, const sl_render *gr
                     dn[c] += reg_orient * w[k] * 2 * nd * d[c];
             float dg[3];
             nerf_normal_vjp(rec + s->r_g, dn, dg);
-            /* g_a = (sigma(x + h e_a) - sigma(x - h e_a)) / (2h): each probe gets
-             * +-dg_a / (2h) as its dL/dsigma, back-propagated from a re-evaluation. */
-            const float h = s->fd_eps;
-            for (int a = 0; a < 3; a++) {
-                if (dg[a] == 0)
-                    continue;
-                for (int sgn = -1; sgn <= 1; sgn += 2) {
-                    float xp[3] = { rec[s->r_x], rec[s->r_x + 1], rec[s->r_x + 2] };
-                    xp[a] += (float)sgn * h;
-                    nerf_eval(s, xp, NULL, scratch);
-                    nerf_eval_backward(s, scratch, d, (float)sgn * dg[a] / (2 * h), NULL, g);
+            if (s->normals == NERF_NORMALS_ANALYTIC) {
+                /* The sweep is recomputed rather than stored: it costs about one MLP
+                 * backward, storing it would double the record. */
+                nerf_dgrad dgr;
+                float grad_again[3];
+                nerf_density_grad(s, rec, &dgr, grad_again);
+                draw = nerf_density_grad_backward(s, rec, &dgr, dg, g);
+            } else {
+                /* g_a = (sigma(x + h e_a) - sigma(x - h e_a)) / (2h): each probe gets
+                 * +-dg_a / (2h) as its dL/dsigma, back-propagated from a re-evaluation. */
+                const float h = s->fd_eps;
+                for (int a = 0; a < 3; a++) {
+                    if (dg[a] == 0)
+                        continue;
+                    for (int sgn = -1; sgn <= 1; sgn += 2) {
+                        float xp[3] = { rec[s->r_x], rec[s->r_x + 1], rec[s->r_x + 2] };
+                        xp[a] += (float)sgn * h;
+                        nerf_eval(s, xp, NULL, scratch);
+                        nerf_eval_backward(s, scratch, d, (float)sgn * dg[a] / (2 * h), NULL,
+                                           0.0f, g);
+                    }
                 }
             }
         }
-        nerf_eval_backward(s, rec, d, dsig[k], drgb, g);
+        nerf_eval_backward(s, rec, d, dsig[k], drgb, draw, g);
     }
     if (s->bg_mode == NERF_BG_LEARNED && gC) {
         /* bg = sigmoid(mlp(d)); dL/dbg = T_n gC. */

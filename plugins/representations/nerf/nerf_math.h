@@ -1,6 +1,7 @@
 /* plugins/representations/nerf/nerf_math.h — the NeRF's per-element math, each piece
  * beside its VJP: multi-resolution hash encoding, dense layers and activations, volume
- * compositing, finite-difference normals, ray/box intersection.
+ * compositing, normals (finite-difference and analytic: the density gradient and its
+ * second-order VJP), ray/box intersection.
  *
  * Every function is `static inline` and SL_HD (steinlab/device.h): the CPU path calls them
  * from OpenMP loops (nerf.c), CUDA kernels will call the same code.

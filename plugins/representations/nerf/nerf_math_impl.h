@@ -58,8 +58,8 @@ SL_HD static inline void NM_FN(hash_encode)(const nerf_grid *g, const NM_REAL *t
 
 /* VJP of the encoding w.r.t. the table (it is linear in the table):
  *     dtable[row_c F + f] += w_c denc[l F + f]        (accumulates)
- * The weights do not depend on the table, so no other term. (The gradient w.r.t. u, for
- * analytic normals, would be sum_c (dw_c/du) <table_c, denc>; not needed here.) */
+ * The weights do not depend on the table, so no other term. (The gradient w.r.t. u is
+ * hash_encode_vjp_u's.) */
 SL_HD static inline void NM_FN(hash_encode_vjp)(const nerf_grid *g, const NM_REAL u[3],
                                                const NM_REAL *denc,   /* (L F,) */
                                                NM_REAL *dtable)       /* (entries, F) += */
@@ -74,6 +74,99 @@ SL_HD static inline void NM_FN(hash_encode_vjp)(const nerf_grid *g, const NM_REA
             NM_REAL *t = dtable + (size_t)row[c] * F;
             for (int f = 0; f < F; f++)
                 t[f] += w[c] * de[f];
+        }
+    }
+}
+
+/* The corners of hash_corners with the derivatives of their weights w.r.t. u:
+ *     dw[c][k] = dw_c/du_k = res (bit_k(c) ? 1 : -1) prod_{j != k} (bit_j(c) ? f_j : 1 - f_j)
+ * (f = u res - i, so df/du = res, also in the clamped last cell). */
+SL_HD static inline void NM_FN(hash_corners_grad)(const nerf_grid *g, int l, const NM_REAL u[3],
+                                                 uint32_t row[8],     /* (8,) out */
+                                                 NM_REAL dw[8][3])    /* (8, 3) out */
+{
+    uint32_t i0[3];
+    NM_REAL f[3];
+    int r = g->res[l];
+    for (int k = 0; k < 3; k++) {
+        NM_REAL p = u[k] * (NM_REAL)r;
+        int ik = (int)nm_floor(p);
+        ik = ik < 0 ? 0 : (ik > r - 1 ? r - 1 : ik);
+        i0[k] = (uint32_t)ik;
+        f[k] = p - (NM_REAL)ik;
+    }
+    for (int c = 0; c < 8; c++) {
+        uint32_t x = i0[0] + (c & 1), y = i0[1] + ((c >> 1) & 1), z = i0[2] + ((c >> 2) & 1);
+        row[c] = g->offset[l] + nerf_grid_index(g, l, x, y, z);
+        NM_REAL fac[3], sgn[3];
+        for (int k = 0; k < 3; k++) {
+            int up = (c >> k) & 1;
+            fac[k] = up ? f[k] : 1 - f[k];
+            sgn[k] = up ? (NM_REAL)r : -(NM_REAL)r;
+        }
+        dw[c][0] = sgn[0] * fac[1] * fac[2];
+        dw[c][1] = fac[0] * sgn[1] * fac[2];
+        dw[c][2] = fac[0] * fac[1] * sgn[2];
+    }
+}
+
+/* VJP of the encoding w.r.t. its position (analytic normals): for an upstream denc,
+ *     du_k = sum_l sum_c dw_c/du_k <table[row_c], denc_l>        (overwrites du)
+ * i.e. the gradient of <denc, enc(u)> w.r.t. u. */
+SL_HD static inline void NM_FN(hash_encode_vjp_u)(const nerf_grid *g, const NM_REAL *table,
+                                                 const NM_REAL u[3],
+                                                 const NM_REAL *denc,   /* (L F,) */
+                                                 NM_REAL du[3])         /* (3,) = */
+{
+    const int F = g->feat;
+    du[0] = du[1] = du[2] = 0;
+    for (int l = 0; l < g->levels; l++) {
+        uint32_t row[8];
+        NM_REAL dw[8][3];
+        NM_FN(hash_corners_grad)(g, l, u, row, dw);
+        const NM_REAL *de = denc + l * F;
+        for (int c = 0; c < 8; c++) {
+            const NM_REAL *t = table + (size_t)row[c] * F;
+            NM_REAL dot = 0;
+            for (int f = 0; f < F; f++)
+                dot += t[f] * de[f];
+            for (int k = 0; k < 3; k++)
+                du[k] += dw[c][k] * dot;
+        }
+    }
+}
+
+/* VJP of hash_encode_vjp_u itself (the second-order step of analytic normals): for an
+ * upstream ddu on du, with rho_c = <dw_c/du, ddu> (the derivative of corner c's weight
+ * along ddu),
+ *     dL/ddenc_l = sum_c rho_c table[row_c]          (overwrites ddenc; the encoding's
+ *                                                     directional derivative along ddu)
+ *     dtable[row_c] += rho_c denc_l                  (accumulates)
+ * u gets no gradient (the caller's u is a sample position, not a parameter). */
+SL_HD static inline void NM_FN(hash_encode_vjp_u_vjp)(const nerf_grid *g, const NM_REAL *table,
+                                                     const NM_REAL u[3],
+                                                     const NM_REAL *denc,   /* (L F,) */
+                                                     const NM_REAL ddu[3],
+                                                     NM_REAL *ddenc,        /* (L F,) = */
+                                                     NM_REAL *dtable)       /* (entries, F) += */
+{
+    const int F = g->feat;
+    for (int l = 0; l < g->levels; l++) {
+        uint32_t row[8];
+        NM_REAL dw[8][3];
+        NM_FN(hash_corners_grad)(g, l, u, row, dw);
+        const NM_REAL *de = denc + l * F;
+        NM_REAL *dde = ddenc + l * F;
+        for (int f = 0; f < F; f++)
+            dde[f] = 0;
+        for (int c = 0; c < 8; c++) {
+            NM_REAL rho = dw[c][0] * ddu[0] + dw[c][1] * ddu[1] + dw[c][2] * ddu[2];
+            const NM_REAL *t = table + (size_t)row[c] * F;
+            NM_REAL *dt = dtable + (size_t)row[c] * F;
+            for (int f = 0; f < F; f++) {
+                dde[f] += rho * t[f];
+                dt[f] += rho * de[f];
+            }
         }
     }
 }
@@ -150,6 +243,49 @@ SL_HD static inline void NM_FN(dense_vjp)(const NM_REAL *NM_RESTRICT W,   /* (ou
     }
 }
 
+/* The input gradient of a layer alone, for the density gradient of analytic normals:
+ *     gamma = W^T t                     (overwrites gamma; t: (out,), gamma: (in,))
+ * (dense_vjp's dx without the parameter gradients.) */
+SL_HD static inline void NM_FN(dense_input_grad)(const NM_REAL *NM_RESTRICT W,   /* (out, in) */
+                                                const NM_REAL *NM_RESTRICT t,   /* (out,) */
+                                                NM_REAL *NM_RESTRICT gamma,     /* (in,) = */
+                                                int in, int out)
+{
+    for (int i = 0; i < in; i++)
+        gamma[i] = 0;
+    for (int j = 0; j < out; j++) {
+        NM_REAL tj = t[j];
+        if (tj == 0)
+            continue;
+        const NM_REAL *w = W + (size_t)j * in;
+        for (int i = 0; i < in; i++)
+            gamma[i] += tj * w[i];
+    }
+}
+
+/* VJP of gamma = W^T t for an upstream dgamma (in,):
+ *     dt = W dgamma                     (overwrites dt, (out,))
+ *     dW += t dgamma^T                  (accumulates; dW[j, i] += t_j dgamma_i) */
+SL_HD static inline void NM_FN(dense_input_grad_vjp)(const NM_REAL *NM_RESTRICT W,      /* (out, in) */
+                                                    const NM_REAL *NM_RESTRICT t,      /* (out,) */
+                                                    const NM_REAL *NM_RESTRICT dgamma, /* (in,) */
+                                                    NM_REAL *NM_RESTRICT dt,           /* (out,) = */
+                                                    NM_REAL *NM_RESTRICT dW,           /* (out, in) += */
+                                                    int in, int out)
+{
+    for (int j = 0; j < out; j++) {
+        const NM_REAL *w = W + (size_t)j * in;
+        NM_REAL *dw = dW + (size_t)j * in;
+        NM_REAL s = 0, tj = t[j];
+        for (int i = 0; i < in; i++)
+            s += w[i] * dgamma[i];
+        dt[j] = s;
+        if (tj != 0)
+            for (int i = 0; i < in; i++)
+                dw[i] += tj * dgamma[i];
+    }
+}
+
 /* ------------------------------------------------------------------ activations */
 
 SL_HD static inline NM_REAL NM_FN(sigmoid)(NM_REAL z)
@@ -183,6 +319,15 @@ SL_HD static inline NM_REAL NM_FN(density_act_grad)(int act, NM_REAL z)
     return NM_FN(sigmoid)(z);
 }
 
+/* d^2 activation / dz^2 at z (the second-order term of analytic normals' backward). */
+SL_HD static inline NM_REAL NM_FN(density_act_grad2)(int act, NM_REAL z)
+{
+    if (act == NERF_ACT_EXP)
+        return z < 15 ? nm_exp(z) : 0;
+    NM_REAL sg = NM_FN(sigmoid)(z);
+    return sg * (1 - sg);
+}
+
 /* Density bias at initialisation, Magic3D / DreamFusion style (threestudio's "blob_magic3d"):
  * added to the density MLP's output before the activation, so the untrained field is a
  * soft ball of radius ~std around the centre:  bias(x) = scale (1 - |x - c| / std). */
@@ -191,6 +336,18 @@ SL_HD static inline NM_REAL NM_FN(blob_bias)(const NM_REAL x[3], const NM_REAL c
 {
     NM_REAL d0 = x[0] - c[0], d1 = x[1] - c[1], d2 = x[2] - c[2];
     return scale * (1 - nm_sqrt(d0 * d0 + d1 * d1 + d2 * d2) / std_);
+}
+
+/* Gradient of blob_bias w.r.t. x: -scale / std (x - c) / |x - c| (0 at the centre, where
+ * the cone has no gradient). */
+SL_HD static inline void NM_FN(blob_bias_grad)(const NM_REAL x[3], const NM_REAL c[3],
+                                              NM_REAL scale, NM_REAL std_,
+                                              NM_REAL grad[3])   /* (3,) = */
+{
+    NM_REAL d[3] = { x[0] - c[0], x[1] - c[1], x[2] - c[2] };
+    NM_REAL len = nm_sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    for (int k = 0; k < 3; k++)
+        grad[k] = len > (NM_REAL)1e-20 ? -scale / std_ * d[k] / len : 0;
 }
 
 /* ------------------------------------------------------------------ volume compositing */
