@@ -3,10 +3,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "sl_build_config.h"   /* first: SL_HAVE_CUDA decides the next include */
 #if SL_HAVE_CUDA
 #include "cuda_info.h"
 #endif
-#include "sl_build_config.h"
 #include "sl_git_describe.h"
 #include "steinlab/status.h"
 #include "steinlab/version.h"
