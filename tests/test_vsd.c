@@ -456,8 +456,8 @@ START_TEST(test_update_reduces_denoising_loss)
     const double after = heldout_loss(&f, x0, cams, 4);
     const double last = test_recorded(&f.host, "vsd_psi_loss");
     const double gauss = test_recorded(&f.host, "vsd_psi_loss_gaussian");
-    fprintf(stderr, "4 renders: held-out denoising loss %.4f (Gaussian part only) -> %.4f "
-            "after 60 updates; training loss %.4f -> %.4f (Gaussian alone %.4f)\n", before,
+    fprintf(stderr, "4 renders: held-out denoising loss %.4f after the first update -> %.4f "
+            "after 60 more; training loss %.4f -> %.4f (Gaussian alone %.4f)\n", before,
             after, first, last, gauss);
     /* measured 0.239 -> 0.182 */
     ck_assert_msg(after < 0.85 * before, "loss %g -> %g", before, after);
