@@ -14,7 +14,7 @@
  * network  eps_psi = eps_G(x_t; t) + N_psi(x_t; t, c), with N_psi the UNet of net.h and
  *          eps_G the ideal denoiser of a Gaussian N(m, s^2 I) fitted to the renders:
  *              eps_G = sigma (x_t - alpha m) / (alpha^2 s^2 + sigma^2)
- *          m (H, W, C) and s^2 are running moments of the renders (decay moment_decay),
+ *          m (H, W, C) and s^2 are running moments of the renders (decay moment_decay, 0.9: a window of about 10 steps),
  *          s floored at min_std. N_psi's output layer starts at zero, so the untrained
  *          model IS the Gaussian's denoiser, a meaningful noise prediction of magnitude ~|eps|
  *          from the first step instead of a random network's arbitrary output. Before any
@@ -116,7 +116,7 @@ static const sl_param_def vsd_params[] = {
     { .name = "train_t_range", .type = SL_PARAM_FLOAT_LIST, .default_value = "[0.02, 0.98]",
       .min = 0, .max = 1, .min_len = 2, .max_len = 2,
       .doc = "network: training tau range as fractions of T (uniform integers)" },
-    { .name = "moment_decay", .type = SL_PARAM_FLOAT, .default_value = "0.99", .min = 0,
+    { .name = "moment_decay", .type = SL_PARAM_FLOAT, .default_value = "0.9", .min = 0,
       .max = 1, .doc = "network: decay per step of the renders' running mean and variance "
                        "(the Gaussian part of eps_psi)" },
     { .name = "min_std", .type = SL_PARAM_FLOAT, .default_value = "0.05", .min = 1e-4,
