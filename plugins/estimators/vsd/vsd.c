@@ -399,6 +399,7 @@ static sl_status vsd_delta(void *state, const sl_estimator_ctx *ctx, float *delt
         if ((st = vsd_net_forward(&s->net, s->eval_ctx, s->out, ctx->x_t, s->tf, s->pose,
                                   s->mask, err)) != SL_OK)
             return st;
+        /* s->dy (unused by delta otherwise) holds eps_G per image */
         const double std = vsd_gauss_std(s);
         for (int b = 0; b < B; b++) {
             const size_t off = (size_t)b * D;
@@ -471,7 +472,7 @@ static sl_status vsd_train(vsd_state *s, const sl_estimator_ctx *const *ctxs, in
     const int64_t step = ctxs[0]->step;
     const size_t R = vsd_renders(ctxs, n, NULL, NULL, D);
     const size_t rows = R * (size_t)s->train_samples;
-    sl_status st = vsd_reserve(s, rows > R ? rows : R, err);
+    sl_status st = vsd_reserve(s, rows, err);
     if (st != SL_OK)
         return st;
     const sl_camera **cams = malloc(R * sizeof *cams);
