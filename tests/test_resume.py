@@ -534,8 +534,10 @@ class VsdResume(ResumeCase):
     def test_vsd_replay_extended_to_2n(self):
         keys = self.check_extended("vsd_replay", ["estimator.plugin=vsd",
                                                   "estimator.mode=replay",
-                                                  "estimator.replay_size=8"])
+                                                  "estimator.replay_size=8",
+                                                  "estimator.camera_kernel_width=45"])
         self.assertIn("plugins/vsd/replay/renders", keys)
+        self.assertIn("plugins/vsd/replay/directions", keys)
 
     def test_probed_vsd_extended_to_2n(self):
         # SDS drives; a probed VSD is shadow-trained every step and checkpointed.

@@ -32,9 +32,12 @@
  *          by a data bandwidth s0 (the world prior's formula, method.md section 5):
  *              v = alpha^2 s0^2 + sigma^2,  r_k = softmax_k(-|x_t - alpha x_k|^2 / (2 v)),
  *              eps_psi = (sigma / v) sum_k r_k (x_t - alpha x_k)
- *          exact for the empirical render distribution, camera-unconditional (the buffer
- *          mixes every view). Before the buffer holds a render, the current render is its
- *          only entry (as for the network: the first step is nearly SDS).
+ *          exact for the empirical render distribution. Camera conditioning, as the world
+ *          prior's kernel: with camera_kernel_width w > 0 each entry's logit gets
+ *          log kappa_k = -angle(c, c_k)^2 / (2 w^2), the angle in degrees between the
+ *          viewing directions of the query's camera and the render's; w = 0 mixes every view.
+ *          Before the buffer holds a render, the current render is its only entry (as for
+ *          the network: the first step is nearly SDS).
  *
  * Randomness: the training draws come from this instance's RNG streams keyed by (seed,
  * step, stream, draw), so they are a function of the step alone: a resumed run draws what an
@@ -78,7 +81,9 @@ typedef struct vsd_state {
     /* replay mode */
     int replay_size;
     double bandwidth;
+    double kernel_width;         /* degrees; 0: camera-unconditional */
     float *replay;               /* (replay_size, H, W, C) ring of renders */
+    float *replay_dir;           /* (replay_size, 3) their cameras' viewing directions */
     int64_t replay_count, replay_next;
     double *logit;               /* (replay_size,) scratch */
     double *acc;                 /* (H, W, C) scratch */
@@ -125,6 +130,9 @@ static const sl_param_def vsd_params[] = {
       .max = 100000, .doc = "replay: renders kept (the last N)" },
     { .name = "bandwidth", .type = SL_PARAM_FLOAT, .default_value = "0.05", .min = 1e-4,
       .max = 10, .doc = "replay: data bandwidth s0 smoothing each buffered render" },
+    { .name = "camera_kernel_width", .type = SL_PARAM_FLOAT, .default_value = "0", .min = 0,
+      .max = 1e6, .doc = "replay: width w in degrees of the camera kernel exp(-angle^2 / "
+                         "(2 w^2)) between viewing directions (0: every view weighs the same)" },
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -155,6 +163,7 @@ static void vsd_destroy(void *state)
     vsd_net_free(&s->net);
     free(s->mean);
     free(s->replay);
+    free(s->replay_dir);
     free(s->logit);
     free(s->acc);
     free(s->xt);
@@ -233,16 +242,18 @@ static sl_status vsd_create(const sl_host *host, const sl_params *params, void *
     if (s->mode == VSD_REPLAY) {
         s->replay_size = (int)sl_params_int(params, "replay_size");
         s->bandwidth = sl_params_float(params, "bandwidth");
+        s->kernel_width = sl_params_float(params, "camera_kernel_width");
         s->replay = calloc((size_t)s->replay_size * s->D, sizeof *s->replay);
+        s->replay_dir = calloc((size_t)s->replay_size * 3, sizeof *s->replay_dir);
         s->logit = calloc((size_t)s->replay_size, sizeof *s->logit);
         s->acc = calloc(s->D, sizeof *s->acc);
-        if (!s->replay || !s->logit || !s->acc) {
+        if (!s->replay || !s->replay_dir || !s->logit || !s->acc) {
             st = sl_error_set(err, SL_ERR_NOMEM, "vsd: cannot allocate a replay buffer of %d "
                               "renders of %dx%dx%d", s->replay_size, s->H, s->W, s->C);
             goto fail;
         }
-        host->log(host, SL_LOG_INFO, "vsd: replay buffer of %d renders, bandwidth %g",
-                  s->replay_size, s->bandwidth);
+        host->log(host, SL_LOG_INFO, "vsd: replay buffer of %d renders, bandwidth %g, camera "
+                  "kernel %g deg", s->replay_size, s->bandwidth, s->kernel_width);
         *state = s;
         return SL_OK;
     }
@@ -336,11 +347,21 @@ static void vsd_gauss(float *g, const float *x_t, const float *m, double alpha, 
 
 /* ------------------------------------------------------------------ replay */
 
-/* eps (D,) = the buffer's ideal denoiser at x_t (D,); with an empty buffer the single entry
- * `fallback` (D,). Log-sum-exp over the entries in double, serial, fixed order. */
-static void vsd_replay_eps(vsd_state *s, float *eps, const float *x_t, double alpha,
-                           double sigma, const float *fallback)
+/* Viewing direction of a camera: its z (forward) axis in world space, (3,). */
+static void vsd_view_dir(const sl_camera *cam, float dir[3])
 {
+    dir[0] = cam->rot[2];
+    dir[1] = cam->rot[5];
+    dir[2] = cam->rot[8];
+}
+
+/* eps (D,) = the buffer's ideal denoiser at x_t (D,) seen from cam; with an empty buffer the
+ * single entry `fallback` (D,). Log-sum-exp over the entries in double, serial, fixed order. */
+static void vsd_replay_eps(vsd_state *s, float *eps, const float *x_t, double alpha,
+                           double sigma, const float *fallback, const sl_camera *cam)
+{
+    float dir[3];
+    vsd_view_dir(cam, dir);
     const size_t D = s->D;
     const int64_t n = s->replay_count ? s->replay_count : 1;
     const double v = alpha * alpha * s->bandwidth * s->bandwidth + sigma * sigma;
@@ -353,6 +374,13 @@ static void vsd_replay_eps(vsd_state *s, float *eps, const float *x_t, double al
             d2 += d * d;
         }
         s->logit[k] = -d2 / (2.0 * v);
+        if (s->replay_count && s->kernel_width > 0) {
+            const float *dk = s->replay_dir + (size_t)k * 3;
+            double c = (double)dir[0] * dk[0] + (double)dir[1] * dk[1] + (double)dir[2] * dk[2];
+            c = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
+            const double ang = acos(c) * (180.0 / M_PI);
+            s->logit[k] -= ang * ang / (2.0 * s->kernel_width * s->kernel_width);
+        }
         logit_max = fmax(logit_max, s->logit[k]);
     }
     double z = 0.0;
@@ -386,7 +414,7 @@ static sl_status vsd_delta(void *state, const sl_estimator_ctx *ctx, float *delt
         for (int b = 0; b < B; b++) {
             const size_t off = (size_t)b * D;
             vsd_replay_eps(s, s->out + off, ctx->x_t + off, ctx->alpha[b], ctx->sigma[b],
-                           ctx->x0 + off);
+                           ctx->x0 + off, &ctx->cams[b]);
         }
     } else {
         if ((st = vsd_net_ctx_for(s, &s->eval_ctx, B, err)) != SL_OK)
@@ -535,7 +563,8 @@ static sl_status vsd_train(vsd_state *s, const sl_estimator_ctx *const *ctxs, in
     return SL_OK;
 }
 
-/* The replay buffer takes the step's renders, oldest overwritten first. */
+/* The replay buffer takes the step's renders and their cameras' viewing directions, oldest
+ * overwritten first. */
 static sl_status vsd_replay_push(vsd_state *s, const sl_estimator_ctx *const *ctxs, int n,
                                  sl_error *err)
 {
@@ -543,13 +572,18 @@ static sl_status vsd_replay_push(vsd_state *s, const sl_estimator_ctx *const *ct
     sl_status st = vsd_reserve(s, R, err);
     if (st != SL_OK)
         return st;
-    vsd_renders(ctxs, n, s->x0_rows, NULL, s->D);
+    const sl_camera **cams = malloc(R * sizeof *cams);
+    if (!cams)
+        return sl_error_set(err, SL_ERR_NOMEM, "vsd: out of memory");
+    vsd_renders(ctxs, n, s->x0_rows, cams, s->D);
     for (size_t r = 0; r < R; r++) {
         memcpy(s->replay + (size_t)s->replay_next * s->D, s->x0_rows[r], s->D * sizeof(float));
+        vsd_view_dir(cams[r], s->replay_dir + (size_t)s->replay_next * 3);
         s->replay_next = (s->replay_next + 1) % s->replay_size;
         if (s->replay_count < s->replay_size)
             s->replay_count++;
     }
+    free(cams);
     return SL_OK;
 }
 
@@ -576,6 +610,9 @@ static sl_status vsd_save_state(void *state, sl_state_io *io, sl_error *err)
     if (s->mode == VSD_REPLAY) {
         st = sl_state_put(io, "replay/renders", SL_STATE_F32, s->replay,
                           (size_t)s->replay_size * s->D, err);
+        if (st == SL_OK)
+            st = sl_state_put(io, "replay/directions", SL_STATE_F32, s->replay_dir,
+                              (size_t)s->replay_size * 3, err);
         if (st == SL_OK)
             st = sl_state_put(io, "replay/count", SL_STATE_I64, &s->replay_count, 1, err);
         if (st == SL_OK)
@@ -607,6 +644,9 @@ static sl_status vsd_load_state(void *state, sl_state_io *io, sl_error *err)
     if (s->mode == VSD_REPLAY) {
         st = sl_state_get(io, "replay/renders", SL_STATE_F32, s->replay,
                           (size_t)s->replay_size * s->D, err);
+        if (st == SL_OK)
+            st = sl_state_get(io, "replay/directions", SL_STATE_F32, s->replay_dir,
+                              (size_t)s->replay_size * 3, err);
         if (st == SL_OK)
             st = sl_state_get(io, "replay/count", SL_STATE_I64, &s->replay_count, 1, err);
         if (st == SL_OK)
