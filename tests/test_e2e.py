@@ -20,6 +20,7 @@ QUICKSTART = os.path.join(SRC, "experiments", "quickstart-2d.yaml")
 QUICKSTART_3D = os.path.join(SRC, "experiments", "quickstart.yaml")
 WORLD_VIEW = os.path.join(SRC, "experiments", "world-view-2d.yaml")
 SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
+VSD_2D = os.path.join(SRC, "experiments", "vsd-2d.yaml")
 NAN_PLUGIN = os.path.join(BUILD, "tests", "plugins", "nan_at_step.so")
 # Attributes that describe the machine and the moment, not the computation.
 ENVIRONMENT_ATTRS = {"created", "host"}
@@ -210,10 +211,12 @@ class BadSpecs(unittest.TestCase):
 
     CASES = [
         (["estimator.plugin=sdss"],
-         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds, ssd), "
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin "
+         "(one of: sds, ssd, vsd), "
          "found unknown plugin 'sdss'; did you mean 'sds'?"),
         (["estimator.plugin=image2d"],
-         "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds, ssd), "
+         "<command line>:1:18: estimator.plugin: expected an estimator plugin "
+         "(one of: sds, ssd, vsd), "
          "found 'image2d', which is a representation plugin"),
         (["optimizer.groups={levl0: {lr: 0.1}}"],
          "<command line>:1:19: optimizer.groups.levl0: unknown parameter group (expected one "
@@ -469,6 +472,61 @@ class Ssd(unittest.TestCase):
             self.assertFalse(os.path.exists(log), "a log was written for a refused spec")
 
 
+class Vsd(unittest.TestCase):
+    """The VSD estimator end to end (docs/estimators.md): it drives the quickstart and logs
+    psi's denoising loss, its replay mode runs, and it works as a probed, shadow-trained
+    estimator beside SDS."""
+
+    def test_vsd_drives_the_quickstart(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "vsd.h5")
+            r = run(["run", QUICKSTART, "steps=40", "estimator.plugin=vsd",
+                     "log.eval_every=20", "log.render_every=20", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertEqual(int(f.attrs["steps"]), 40)
+                loss = f["steps/vsd_psi_loss"][:]
+                gauss = f["steps/vsd_psi_loss_gaussian"][:]
+                self.assertEqual(loss.shape, (40,))
+                self.assertTrue(np.all(np.isfinite(loss)) and np.all(np.isfinite(gauss)))
+                # The output layer starts at 0: the first step's loss is the Gaussian part's.
+                self.assertEqual(loss[0], gauss[0])
+                self.assertFalse(np.array_equal(loss[1:], gauss[1:]))
+                psnr = f["eval/psnr"][:]
+                print(f"vsd quickstart, 40 steps: PSNR {psnr[0]:.2f} -> {psnr[-1]:.2f} dB, psi "
+                      f"loss {loss[:10].mean():.4f} (steps 0-9) -> {loss[-10:].mean():.4f} "
+                      f"(Gaussian part alone {gauss[-10:].mean():.4f})", file=sys.stderr)
+                self.assertGreater(psnr[-1], psnr[0] + 5.0)
+                self.assertEqual(f["plugins/vsd"].attrs["kind"], "estimator")
+
+    def test_vsd_replay_mode_runs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "r.h5")
+            r = run(["run", VSD_2D, "steps=30", "estimator.mode=replay", "log.probes.every=0",
+                     "log.eval_every=15", "log.render_every=15", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertTrue(np.all(np.isfinite(f["steps/loss"][:])))
+                self.assertNotIn("vsd_psi_loss", f["steps"])
+
+    def test_vsd_probed_beside_sds(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "p.h5")
+            r = run(["run", QUICKSTART, "steps=30", "log.eval_every=15",
+                     "log.render_every=15", "log.probes={every: 10, samples: 4, "
+                     "estimators: [sds, vsd]}", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                for label in ["sds", "vsd"]:
+                    self.assertEqual(list(f[f"probes/{label}/step"][:]), [0, 10, 20])
+                    self.assertTrue(np.all(np.isfinite(f[f"probes/{label}/var_img"][:])))
+                # The shadow-trained probe logs its training loss every step.
+                self.assertTrue(np.all(np.isfinite(f["steps/probe_vsd_psi_loss"][:])))
+                v, s = f["probes/vsd/var_img"][:], f["probes/sds/var_img"][:]
+                print(f"probes var_img at steps 0, 10, 20: sds {s}, vsd {v}", file=sys.stderr)
+                self.assertFalse(np.array_equal(v, s))
+
+
 class NerfQuickstart(unittest.TestCase):
     def test_nerf_quickstart_psnr_gain(self):
         """experiments/quickstart.yaml as shipped: a world-prior prompt distilled into the
@@ -500,7 +558,8 @@ class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for name in ["image2d", "image", "world", "sds", "ssd", "constant", "depth", "normal"]:
+        for name in ["image2d", "image", "world", "sds", "ssd", "vsd", "constant", "depth",
+                     "normal"]:
             self.assertIn(f"  {name} ", r.stdout)
         r = run(["plugins", "image"])
         self.assertEqual(r.returncode, 0, r.stderr)

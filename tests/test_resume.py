@@ -508,5 +508,49 @@ class GaussiansSsdResume(ResumeCase):
               f"{k} datasets bit-identical", file=sys.stderr)
 
 
+# VSD's part of a checkpoint: psi's weights, its Adam moments and step count, the running
+# moments of the renders (network mode) or the replay buffer (replay mode). A small network
+# keeps it quick; two renders and two noise samples per step exercise the batch.
+VSD = ["estimator.plugin=vsd", "estimator.channels=8", "estimator.groups=4",
+       "estimator.train_samples=2"]
+
+
+class VsdResume(ResumeCase):
+    def check_extended(self, name, extra, n=15):
+        want = self.baseline(2 * n, extra)
+        cwd = self.workdir(name)
+        r = run(["run", QUICKSTART, f"steps={n}"] + BASE + extra, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with h5py.File(os.path.join(cwd, "run.ckpt.h5"), "r") as c:
+            keys = []
+            c.visit(keys.append)
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+        print(f"vsd ({name}): {n} steps extended to {2 * n}: {k} datasets bit-identical",
+              file=sys.stderr)
+        return keys
+
+    def test_vsd_network_extended_to_2n(self):
+        keys = self.check_extended("vsd_network", VSD)
+        for a in ["psi/weights", "psi/adam_m", "psi/adam_v", "psi/adam_count", "moments/mean"]:
+            self.assertIn(f"plugins/vsd/{a}", keys)
+
+    def test_vsd_replay_extended_to_2n(self):
+        keys = self.check_extended("vsd_replay", ["estimator.plugin=vsd",
+                                                  "estimator.mode=replay",
+                                                  "estimator.replay_size=8",
+                                                  "estimator.camera_kernel_width=45"])
+        self.assertIn("plugins/vsd/replay/renders", keys)
+        self.assertIn("plugins/vsd/replay/directions", keys)
+
+    def test_probed_vsd_extended_to_2n(self):
+        # SDS drives; a probed VSD is shadow-trained every step and checkpointed.
+        probes = ["log.probes={every: 7, samples: 4, estimators: [sds, {plugin: vsd, "
+                  "channels: 8, groups: 4}]}"]
+        keys = self.check_extended("vsd_probed", probes)
+        self.assertTrue(any(k.endswith("psi/weights") for k in keys), keys)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
