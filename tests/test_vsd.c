@@ -26,6 +26,7 @@
 
 #include "checkpoint.h"
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 #define steinlab_plugin_entry test_vsd_entry
 #include "../plugins/estimators/vsd/vsd.c"
@@ -58,78 +59,19 @@ static const sl_prior_vtable size_prior_vt = {
     .noise_pred = size_prior_noise,
 };
 
-typedef struct test_host {
-    sl_host h;
-    sl_prior_ref prior;
-    size_prior size;
-    char rec_name[8][64];
-    double rec_value[8];
-    int n_rec;
-} test_host;
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    (void)level;
-    fprintf(stderr, "[%s] ", h->label);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    return calloc(1, bytes ? bytes : 1);
-}
-
-static void test_free(const sl_host *h, void *p) { (void)h; free(p); }
-
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    (void)h; (void)doc; (void)err;
-    ck_assert_msg(strlen(name) < 64 && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") ==
-                  strlen(name), "series name '%s'", name);
-    return SL_OK;
-}
-
-static void test_record(const sl_host *h, const char *name, double value)
-{
-    test_host *th = (test_host *)h;
-    for (int i = 0; i < th->n_rec; i++)
-        if (!strcmp(th->rec_name[i], name)) {
-            th->rec_value[i] = value;
-            return;
-        }
-    ck_assert_int_lt(th->n_rec, 8);
-    snprintf(th->rec_name[th->n_rec], 64, "%s", name);
-    th->rec_value[th->n_rec++] = value;
-}
-
 static double test_recorded(const test_host *th, const char *name)
 {
-    for (int i = 0; i < th->n_rec; i++)
-        if (!strcmp(th->rec_name[i], name))
-            return th->rec_value[i];
-    ck_abort_msg("series '%s' was not recorded", name);
-    return NAN;
-}
-
-static const sl_prior_ref *test_prior(const sl_host *h) { return &((const test_host *)h)->prior; }
-
-static size_t test_baselines(const sl_host *h, const char *param, const sl_baseline_ref **out)
-{
-    (void)h; (void)param;
-    *out = NULL;
-    return 0;
+    double v = NAN;
+    ck_assert_msg(test_host_recorded(th, name, &v), "series '%s' was not recorded", name);
+    return v;
 }
 
 /* ------------------------------------------------------------------ fixtures */
 
 typedef struct vsd_fix {
     test_host host;
+    size_prior size;
+    sl_prior_ref prior;
     sl_params *params;
     vsd_state *s;
     int H, W;
@@ -138,26 +80,16 @@ typedef struct vsd_fix {
 
 static sl_status vsd_fix_try(vsd_fix *f, const char *yaml, int H, int W, sl_error *err)
 {
-    static const char *const reserved[] = { "plugin", "label", NULL };
     memset(f, 0, sizeof *f);
     f->H = H;
     f->W = W;
     f->D = (size_t)H * W * 3;
-    f->host.size = (size_prior){ H, W };
-    f->host.prior = (sl_prior_ref){ &size_prior_vt, &f->host.size };
-    f->host.h = (sl_host){
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "vsd",
-        .seed = 7, .rng_stream_base = SL_STREAM_PLUGIN_BASE, .log = test_log,
-        .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-        .record = test_record, .prior = test_prior, .diffusion = &test_diffusion,
-        .spec_dir = ".", .baselines = test_baselines,
-    };
+    test_host_init(&f->host, "vsd", 7, SL_STREAM_PLUGIN_BASE);
+    f->size = (size_prior){ H, W };
+    f->prior = (sl_prior_ref){ &size_prior_vt, &f->size };
+    f->host.prior = &f->prior;
     const sl_plugin *p = test_vsd_entry(0);
-    sl_node *root = NULL;
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &f->params, err);
-    sl_node_free(root);
+    sl_status st = test_host_try_params(p, yaml, &f->params, err);
     ck_assert_msg(st == SL_OK, "parameters: %s", err->msg);
     void *state = NULL;
     st = ((const sl_estimator_vtable *)p->vtable)->create(&f->host.h, f->params, &state, err);
