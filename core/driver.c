@@ -46,6 +46,15 @@ typedef struct run run;
 
 typedef struct instance instance;
 
+/* An estimator's own probe diagnostics (sl_estimator_vtable.probe_stats): its values and
+ * their columns in /probes/<label>. */
+enum { PROBE_STATS_MAX = 64 };
+typedef struct probe_extra {
+    sl_probe_stat stats[PROBE_STATS_MAX];
+    int cols[PROBE_STATS_MAX];
+    size_t n;
+} probe_extra;
+
 /* The baselines created from one PLUGIN_LIST parameter of an instance. */
 typedef struct baseline_set {
     const char *param;            /* the parameter's name in the owner's schema */
@@ -99,6 +108,7 @@ struct run {
     int probe_owns;                /* the instances are the probe's own (else: &r->est) */
     sl_log_table **probe_tables;   /* (n_probes,) */
     int (*probe_cols)[4];          /* (n_probes, 4) step, var_img, var_par, mean_norm2 */
+    probe_extra *probe_extras;     /* (n_probes,) the estimators' own probe_stats columns */
     int64_t *resume_probe_rows;    /* (n_probes,) */
     float *shadow_delta;           /* (B, P, P, C) scratch for shadow training */
     sl_prior_ref prior_ref;
@@ -139,6 +149,7 @@ struct run {
     float *rgb_scratch;            /* (B, R, R, 3) */
     int *t;                        /* (S, B) */
     double *alpha, *sigma;         /* (S, B) */
+    double *weight;                /* (S, B) w(t) */
     sl_estimator_ctx *ctxs;        /* (S,) */
     const sl_estimator_ctx **ctx_ptrs;   /* (S,) */
     sl_camera *eval_cams;          /* (V,) */
@@ -793,6 +804,7 @@ static sl_status alloc_buffers(run *r, sl_error *err)
     r->t = xalloc((size_t)S * (size_t)B, sizeof(int), &failed);
     r->alpha = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
     r->sigma = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
+    r->weight = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
     r->ctxs = xalloc((size_t)S, sizeof(sl_estimator_ctx), &failed);
     r->ctx_ptrs = xalloc((size_t)S, sizeof(*r->ctx_ptrs), &failed);
     r->eval_cams = xalloc((size_t)V, sizeof(sl_camera), &failed);
@@ -1069,9 +1081,10 @@ static sl_status setup_probes(run *r, sl_error *err)
     r->probe_tables = calloc(r->n_probes, sizeof *r->probe_tables);
     r->probe_cols = calloc(r->n_probes, sizeof *r->probe_cols);
     r->resume_probe_rows = calloc(r->n_probes, sizeof *r->resume_probe_rows);
+    r->probe_extras = calloc(r->n_probes, sizeof *r->probe_extras);
     r->shadow_delta = sl_aligned_zalloc(r->prior_elems * sizeof(float));
     if (!r->probe_ests || !r->probe_labels || !r->probe_tables || !r->probe_cols ||
-        !r->resume_probe_rows || !r->shadow_delta)
+        !r->resume_probe_rows || !r->probe_extras || !r->shadow_delta)
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
     if (!n) {
         r->probe_ests[0] = &r->est;
@@ -1159,7 +1172,8 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
     size_t n = r->n_probes < 512 ? r->n_probes : 512;
     for (size_t e = 0; e < n; e++)
         ests[e] = (sl_probe_estimator){ r->probe_ests[e]->desc->vtable,
-                                        r->probe_ests[e]->state, r->probe_labels[e] };
+                                        r->probe_ests[e]->state, r->probe_labels[e],
+                                        r->probe_extras[e].stats, r->probe_extras[e].n };
     sl_probe_env env = {
         .repr = r->repr.desc->vtable, .repr_state = r->repr.state, .prior = &r->prior_ref,
         .pinfo = &r->pinfo, .diffusion = &r->diffusion, .weighting = r->weighting,
@@ -1176,6 +1190,8 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
         sl_log_table_set(t, r->probe_cols[e][1], res[e].var_img);
         sl_log_table_set(t, r->probe_cols[e][2], res[e].var_par);
         sl_log_table_set(t, r->probe_cols[e][3], res[e].mean_norm2);
+        for (size_t c = 0; c < r->probe_extras[e].n; c++)
+            sl_log_table_set(t, r->probe_extras[e].cols[c], r->probe_extras[e].stats[c].value);
         st = sl_log_table_commit_row(t, err);
     }
     return st;
@@ -1427,6 +1443,30 @@ static sl_status log_column(run *r, sl_log_table *t, const char *name, const cha
                        : sl_log_table_column(t, name, doc, type, col, err);
 }
 
+/* The columns of probed estimator e's own diagnostics, named by its probe_stats (called
+ * once with no draws for the names). */
+static sl_status define_probe_extras(run *r, size_t e, sl_error *err)
+{
+    const sl_estimator_vtable *vt = r->probe_ests[e]->desc->vtable;
+    probe_extra *x = &r->probe_extras[e];
+    x->n = 0;
+    if (!SL_ESTIMATOR_HAS(vt, probe_stats))
+        return SL_OK;
+    sl_status st = vt->probe_stats(r->probe_ests[e]->state, NULL, 0, x->stats,
+                                   PROBE_STATS_MAX, &x->n, err);
+    if (st == SL_OK && x->n > PROBE_STATS_MAX)
+        st = sl_error_set(err, SL_ERR_PLUGIN, "reported %zu probe statistics, at most %d",
+                          x->n, (int)PROBE_STATS_MAX);
+    for (size_t c = 0; c < x->n && st == SL_OK; c++)
+        st = log_column(r, r->probe_tables[e], x->stats[c].name, x->stats[c].doc, SL_LOG_F64,
+                        &x->cols[c], err);
+    if (st != SL_OK) {
+        x->n = 0;
+        sl_error_prefix(err, "probed estimator '%s': probe statistics", r->probe_labels[e]);
+    }
+    return st;
+}
+
 /* Resumed run: reopen the log (clearing a killed writer's flags), refresh the attributes
  * that steps=N changes (so they read as an uninterrupted run with that N). */
 static sl_status reopen_log(run *r, sl_error *err)
@@ -1576,6 +1616,8 @@ static sl_status define_tables(run *r, sl_error *err)
         for (int c = 0; c < 4 && st == SL_OK; c++)
             st = log_column(r, r->probe_tables[e], names[c], docs[c],
                             c == 0 ? SL_LOG_I64 : SL_LOG_F64, &r->probe_cols[e][c], err);
+        if (st == SL_OK)
+            st = define_probe_extras(r, e, err);
         if (st == SL_OK && !r->resuming)
             st = sl_log_attr_string(r->log, path, "estimator", r->probe_ests[e]->label, err);
         if (st == SL_OK && !r->resuming)
@@ -1675,12 +1717,14 @@ static sl_status draw_sample(run *r, int64_t step, int s, sl_error *err)
     t_bounds(r, step, &lo, &hi);
     int *t = r->t + (size_t)s * r->batch;
     double *alpha = r->alpha + (size_t)s * r->batch, *sigma = r->sigma + (size_t)s * r->batch;
+    double *weight = r->weight + (size_t)s * r->batch;
     float *eps = r->eps + s * pe, *x_t = r->x_t + s * pe, *eps_hat = r->eps_hat + s * pe;
     sl_rng_key tkey = { seed, (uint32_t)step, SL_STREAM_TIMESTEP, (uint32_t)s };
     for (int b = 0; b < r->batch; b++) {
         t[b] = (int)sl_rng_int1(tkey, (uint64_t)b, lo, hi);
         alpha[b] = sl_diffusion_alpha(&r->diffusion, t[b]);
         sigma[b] = sl_diffusion_sigma(&r->diffusion, t[b]);
+        weight[b] = sl_diffusion_weight(&r->diffusion, r->weighting, t[b]);
     }
     sl_rng_key nkey = { seed, (uint32_t)step, SL_STREAM_NOISE, (uint32_t)s };
     sl_rng_normal(nkey, 0, pe, eps);
@@ -1702,7 +1746,7 @@ static sl_status draw_sample(run *r, int64_t step, int s, sl_error *err)
         .batch = r->batch, .height = r->pinfo.height, .width = r->pinfo.width,
         .channels = r->pinfo.channels, .step = step, .sample = s, .t = t, .alpha = alpha,
         .sigma = sigma, .x0 = r->x0, .eps = eps, .x_t = x_t, .eps_hat = eps_hat,
-        .cams = r->step_cams, .render = &r->render,
+        .cams = r->step_cams, .render = &r->render, .weight = weight,
     };
     r->ctx_ptrs[s] = &r->ctxs[s];
     return SL_OK;
@@ -1767,7 +1811,7 @@ static sl_status run_step(run *r, int64_t step, double t_start, sl_error *err)
         for (int b = 0; b < r->batch; b++) {
             int t = r->t[s * r->batch + b];
             t_sum += t;
-            float w = (float)sl_diffusion_weight(&r->diffusion, r->weighting, t);
+            float w = (float)r->weight[s * r->batch + b];
             float *gb = g + (size_t)b * per;
             float *db = r->dL_dx0 + (size_t)b * per;
             for (size_t i = 0; i < per; i++) {
@@ -2236,6 +2280,7 @@ static void run_free(run *r)
     free(r->probe_tables);
     free(r->probe_cols);
     free(r->resume_probe_rows);
+    free(r->probe_extras);
     free(r->shadow_delta);
     destroy_instance(&r->est);
     for (size_t b = r->n_baselines; b-- > 0;) {
@@ -2287,6 +2332,7 @@ static void run_free(run *r)
     free(r->t);
     free(r->alpha);
     free(r->sigma);
+    free(r->weight);
     free(r->ctxs);
     free(r->ctx_ptrs);
     free(r->eval_cams);

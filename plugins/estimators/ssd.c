@@ -36,8 +36,9 @@
  *     (A_m + lambda_m I) mu_m = b_m + lambda_m mu0,   lambda_m = ridge tr(A_m) / J
  * by Cholesky (a ridge relative to the data's scale that shrinks toward the initial value
  * mu0 = mu.value, so an index without data keeps mu0); `none` keeps mu = mu.value.
- * w is the core's weighting chosen by the parameter fit_weighting (the estimator section's
- * `weighting` belongs to the core and is not visible to the plugin: keep the two equal).
+ * w is the run's weighting (the estimator section's `weighting`), which the host passes per
+ * batch element in ctx->weight: mu minimises the second moment of the very direction the
+ * core back-propagates.
  *
  * Unbiasedness. mu is fitted only in update(), which the driver calls after the step's
  * directions were used, on that step's samples; delta() only reads mu. So the mu that
@@ -102,7 +103,6 @@ typedef struct ssd_state {
     double mu0;                  /* mu.value */
     sl_schedule lr;
     double decay, ridge;
-    sl_weighting fit_weighting;
     double *mu;                  /* (J, M) */
     double *adam_m, *adam_v;     /* (J, M) Adam's moments */
     int64_t adam_t;              /* Adam steps taken */
@@ -154,10 +154,6 @@ static const sl_param_def ssd_params[] = {
              "mu = 1; depth, normal need the representation's depth / normal)" },
     { .name = "mu", .type = SL_PARAM_SECTION, .section = &ssd_mu_schema,
       .doc = "the control-variate weights: shape, fit, value, lr, decay, ridge, bins" },
-    { .name = "fit_weighting", .type = SL_PARAM_CHOICE, .default_value = "sds",
-      .choices = "sds|uniform|fantasia3d",
-      .doc = "w(t) in the objective E|w(t) Delta|^2 that mu minimises; keep it equal to "
-             "the estimator's weighting" },
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -304,9 +300,6 @@ static sl_status ssd_create(const sl_host *host, const sl_params *params, void *
     s->lr = sl_params_schedule(mu, "lr");
     s->decay = sl_params_float(mu, "decay");
     s->ridge = sl_params_float(mu, "ridge");
-    if ((st = sl_weighting_parse(sl_params_string(params, "fit_weighting"), &s->fit_weighting,
-                                 err)) != SL_OK)
-        goto fail;
 
     const size_t JM = s->J * s->M;
     s->mu = malloc(JM * sizeof *s->mu);
@@ -360,6 +353,9 @@ static sl_status ssd_check_ctx(const ssd_state *s, const sl_estimator_ctx *ctx, 
         return sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: context of batch %d and size "
                             "%dx%dx%d, expected the prior's %dx%dx%d", ctx->batch, ctx->height,
                             ctx->width, ctx->channels, s->H, s->W, s->C);
+    if (!ctx->weight)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: the context carries no weighting "
+                            "w(t) (sl_estimator_ctx.weight)");
     return SL_OK;
 }
 
@@ -570,7 +566,7 @@ static sl_status ssd_update(void *state, const sl_estimator_ctx *const *ctxs, in
         const int B = ctx->batch;
         const size_t stride = (size_t)B * s->D;
         for (int b = 0; b < B; b++) {
-            const double w = sl_diffusion_weight(s->diffusion, s->fit_weighting, ctx->t[b]);
+            const double w = ctx->weight[b];
             const double w2 = w * w;
             const size_t off = (size_t)b * s->D;
             for (size_t i = 0; i < s->D; i++) {
