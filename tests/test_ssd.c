@@ -1589,6 +1589,133 @@ START_TEST(test_mlp_training_lowers_second_moment)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ probe statistics */
+
+/* probe_stats: the oracle mu of the probe's draws against a direct solve of the normal
+ * equations built here from the baselines' brackets, its second moment against a direct
+ * pass, and the second moments with the mu in use and SDS's. */
+START_TEST(test_probe_oracle)
+{
+    world_fix f;
+    world_fix_init(&f, "prior_bandwidth: 0.6\nguidance_scale: 3\n");
+    bl_fix c, dp;
+    bl_fix_init(&c, test_constant_entry(0), "{}", &f.ref);
+    bl_fix_init(&dp, test_depth_entry(0), "{}", &f.ref);
+    const sl_baseline_ref refs[2] = { c.ref, dp.ref };
+    enum { B = 2, K = 4, J = 2 };
+    sl_camera cams[B];
+    sl_camera_orbit(20.0f, 10.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[0]);
+    sl_camera_orbit(-100.0f, 30.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[1]);
+    render_fix rf;
+    render_fix_init(&rf, &f, cams, B, f.R, f.R);
+    const size_t D = f.D;
+    draw ds[K];
+    const sl_estimator_ctx *cps[K];
+    float *delta = malloc(B * D * 4), *g = malloc(B * D * 4), *cj = malloc(K * J * B * D * 4);
+    static const char *const shapes[] = { "scalar", "channel" };
+    for (int sh = 0; sh < 2; sh++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "mu: {shape: %s, fit: none, value: 0.8}\n", shapes[sh]);
+        ssd_fix x;
+        ssd_fix_init(&x, yaml, &f.ref, refs, J);
+        const int M = sh == 0 ? 1 : 3;
+        sl_error err = { "" };
+        for (int k = 0; k < K; k++) {
+            int t[B] = { 500 + 100 * k, 900 - 60 * k };
+            draw_init(&ds[k], &f, B);
+            draw_make(&ds[k], &f, rf.x0, cams, &rf.r, t, (uint32_t)(80 + k), 4, k, 1);
+            cps[k] = &ds[k].ctx;
+            ck_assert_int_eq(ssd_delta(x.s, cps[k], delta, &err), SL_OK);
+            float phi[B];
+            for (int j = 0; j < J; j++) {
+                ck_assert_int_eq(refs[j].vt->eval(refs[j].state, cps[k], phi, g, &err), SL_OK);
+                for (int b = 0; b < B; b++)
+                    for (size_t i = 0; i < D; i++)
+                        cj[((size_t)(k * J + j) * B + b) * D + i] =
+                            (float)((double)ds[k].eps[b * D + i] * phi[b] -
+                                    ds[k].sigma[b] * (double)g[b * D + i]);
+            }
+        }
+        sl_probe_stat st[16];
+        size_t n = 0;
+        ck_assert_int_eq(ssd_probe_stats(x.s, NULL, 0, st, 16, &n, &err), SL_OK);
+        ck_assert_int_eq(n, 3 * J + 3);
+        ck_assert_str_eq(st[0].name, "oracle_mu_constant_mean");
+        ck_assert_str_eq(st[5].name, "oracle_mu_depth_max");
+        ck_assert_str_eq(st[3 * J + 1].name, "oracle_second_moment");
+        ck_assert_int_eq(ssd_probe_stats(x.s, cps, K, st, 16, &n, &err), SL_OK);
+        ck_assert_int_eq(ssd_probe_stats(x.s, cps, K, st, 4, &n, &err), SL_ERR_INVALID_ARG);
+        n = 3 * J + 3;
+        /* The direct solve, per index. */
+        double A[3][J * J] = { { 0 } }, bv[3][J] = { { 0 } }, mu[3][J];
+        for (int k = 0; k < K; k++)
+            for (int b = 0; b < B; b++) {
+                const double w2 = ds[k].weight[b] * ds[k].weight[b];
+                for (size_t i = 0; i < D; i++) {
+                    const int m = sh == 0 ? 0 : (int)(i % 3);
+                    for (int j = 0; j < J; j++) {
+                        const double a = cj[((size_t)(k * J + j) * B + b) * D + i];
+                        bv[m][j] += w2 * a * ds[k].eps_hat[b * D + i];
+                        for (int q = 0; q < J; q++)
+                            A[m][j * J + q] += w2 * a * cj[((size_t)(k * J + q) * B + b) * D + i];
+                    }
+                }
+            }
+        for (int m = 0; m < M; m++) {
+            memcpy(mu[m], bv[m], sizeof mu[m]);
+            solve_dense(A[m], mu[m], J);
+        }
+        double jo = 0, ju = 0, js = 0, cnt = 0;
+        for (int k = 0; k < K; k++)
+            for (int b = 0; b < B; b++) {
+                const double w2 = ds[k].weight[b] * ds[k].weight[b];
+                for (size_t i = 0; i < D; i++) {
+                    const int m = sh == 0 ? 0 : (int)(i % 3);
+                    double h = 0, hu = 0;
+                    for (int j = 0; j < J; j++) {
+                        const double a = cj[((size_t)(k * J + j) * B + b) * D + i];
+                        h += mu[m][j] * a;
+                        hu += 0.8 * a;
+                    }
+                    const double e = ds[k].eps_hat[b * D + i];
+                    jo += w2 * (e - h) * (e - h);
+                    ju += w2 * (e - hu) * (e - hu);
+                    js += w2 * (e - ds[k].eps[b * D + i]) * (e - ds[k].eps[b * D + i]);
+                    cnt += 1;
+                }
+            }
+        for (int j = 0; j < J; j++) {
+            double sum = 0, lo = INFINITY, hi = -INFINITY;
+            for (int m = 0; m < M; m++)
+                sum += mu[m][j], lo = fmin(lo, mu[m][j]), hi = fmax(hi, mu[m][j]);
+            ck_assert_msg(fabs(st[3 * j].value - sum / M) < 1e-7 * (1 + fabs(sum / M)),
+                          "%s baseline %d: oracle mu %.10g, direct %.10g", shapes[sh], j,
+                          st[3 * j].value, sum / M);
+            ck_assert(fabs(st[3 * j + 1].value - lo) < 1e-7 * (1 + fabs(lo)));
+            ck_assert(fabs(st[3 * j + 2].value - hi) < 1e-7 * (1 + fabs(hi)));
+        }
+        ck_assert_msg(fabs(st[3 * J + 1].value - jo / cnt) < 1e-7 * (jo / cnt), "oracle J "
+                      "%.10g, direct %.10g", st[3 * J + 1].value, jo / cnt);
+        ck_assert(fabs(st[3 * J].value - ju / cnt) < 1e-7 * (ju / cnt));
+        ck_assert(fabs(st[3 * J + 2].value - js / cnt) < 1e-7 * (js / cnt));
+        ck_assert(st[3 * J + 1].value <= st[3 * J].value);
+        /* A diagnostic: mu in use is untouched. */
+        for (size_t m = 0; m < x.s->J * x.s->M; m++)
+            ck_assert_double_eq(x.s->mu[m], 0.8);
+        fprintf(stderr, "probe oracle (%s): mu constant %.4f depth %.4f, J oracle %.5g, in "
+                "use %.5g, SDS %.5g\n", shapes[sh], st[0].value, st[3].value,
+                st[3 * J + 1].value, st[3 * J].value, st[3 * J + 2].value);
+        for (int k = 0; k < K; k++)
+            draw_free(&ds[k]);
+        ssd_fix_free(&x);
+    }
+    free(delta), free(g), free(cj);
+    render_fix_free(&rf);
+    bl_fix_free(&c), bl_fix_free(&dp);
+    world_fix_free(&f);
+}
+END_TEST
+
 START_TEST(test_save_load_bit_exact)
 {
     world_fix f;
@@ -1706,6 +1833,10 @@ int main(void)
     tcase_add_test(tc, test_positive_control_uniform);
     tcase_add_test(tc, test_positive_control_sds);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("probe");   /* probe_stats: the oracle mu (CK_RUN_CASE=probe) */
+    tcase_set_timeout(tp, 600);
+    tcase_add_test(tp, test_probe_oracle);
+    suite_add_tcase(s, tp);
     TCase *tm = tcase_create("mlp");   /* the learned baseline (CK_RUN_CASE=mlp) */
     tcase_set_timeout(tm, 600);
     tcase_add_test(tm, test_mlp_gradients);
