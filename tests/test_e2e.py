@@ -417,6 +417,37 @@ class Ssd(unittest.TestCase):
                 self.assertTrue(np.array_equal(a["eval/psnr"][:], b["eval/psnr"][:]))
                 self.assertTrue(np.array_equal(a["renders/rgb"][:], b["renders/rgb"][:]))
 
+    def test_learned_mlp_baseline_with_probe_oracle(self):
+        # A constant and a learned baseline, each with its own mu; the probes log the
+        # least-squares oracle mu of their own draws next to the variances.
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "mlp.h5")
+            r = run(["run", SSD_2D, "steps=60", "log.eval_every=30", "log.render_every=30",
+                     "estimator.baselines=[{plugin: constant}, {plugin: mlp, lr: 0.003}]",
+                     "log.probes={every: 20, samples: 4}", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertEqual(f["plugins/ssd/mlp"].attrs["kind"], "baseline")
+                for k in ["ssd_mu_mlp_mean", "ssd_mu_constant_mean", "ssd_mlp_objective",
+                          "ssd_objective", "ssd_objective_sds"]:
+                    v = f["steps"][k][:]
+                    self.assertEqual(v.shape, (60,), k)
+                    self.assertTrue(np.all(np.isfinite(v)), k)
+                obj = f["steps/ssd_mlp_objective"][:]
+                # Untrained, the network is phi = 1: its objective is SDS's at step 0.
+                self.assertAlmostEqual(obj[0] / f["steps/ssd_objective_sds"][0], 1.0, places=5)
+                p = f["probes/ssd"]
+                self.assertEqual(list(p["step"][:]), [0, 20, 40])
+                for k in ["oracle_mu_constant_mean", "oracle_mu_mlp_max", "second_moment",
+                          "oracle_second_moment", "sds_second_moment"]:
+                    self.assertTrue(np.all(np.isfinite(p[k][:])), k)
+                self.assertTrue(np.all(p["oracle_second_moment"][:] <= p["second_moment"][:]))
+                print(f"ssd-2d + mlp (60 steps): mlp objective {obj[0]:.4g} -> {obj[-1]:.4g}; "
+                      f"probe at 40: second moment {p['second_moment'][-1]:.4g}, oracle "
+                      f"{p['oracle_second_moment'][-1]:.4g}, SDS {p['sds_second_moment'][-1]:.4g}, "
+                      f"oracle mu constant {p['oracle_mu_constant_mean'][-1]:.3f} mlp "
+                      f"{p['oracle_mu_mlp_mean'][-1]:.3f}", file=sys.stderr)
+
     def test_depth_baseline_refused_on_image2d(self):
         with tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "never.h5")
@@ -460,7 +491,8 @@ class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        for name in ["image2d", "image", "world", "sds", "ssd", "constant", "depth", "normal"]:
+        for name in ["image2d", "image", "world", "sds", "ssd", "constant", "depth", "normal",
+                     "mlp"]:
             self.assertIn(f"  {name} ", r.stdout)
         r = run(["plugins", "image"])
         self.assertEqual(r.returncode, 0, r.stderr)
