@@ -37,8 +37,10 @@
  * reads psi, so the psi of step k depends on steps < k only and Stein's identity holds for
  * the bracket of step k (asserted numerically in tests/test_ssd.c).
  *
- * Determinism: sums in a fixed order (double accumulators for the reductions over pixels);
- * the small matrix products are sl_linear_* (thread-count independent, nn.h). */
+ * Determinism and cost: everything runs serially in a fixed order, with double
+ * accumulators. The matrix products are a few thousand multiply-adds per batch element, so
+ * they are plain loops here: an OpenMP region per product (sl_linear_*) costs more than it
+ * saves, and on a loaded machine far more (each barrier waits for a descheduled thread). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +67,7 @@ typedef struct mlp_state {
     int bcap;
     float *z, *a, *hh, *u, *v, *q, *gz, *tf, *phi, *dy;   /* z, q, gz: (B, Z); a..v: (B, Hd) */
     float *grad;               /* (B, H, W, C) grad_x phi of update()'s forward */
-    float *dw_tmp;             /* (Hd, Z) */
+    double *acc;               /* (Z,) accumulators of W1^T u */
     char series[MLP_NAME_MAX];
 } mlp_state;
 
@@ -90,7 +92,7 @@ static void mlp_destroy(void *state)
     sl_adam_destroy(s->adam);
     sl_nn_params_free(&s->params);
     free(s->z), free(s->a), free(s->hh), free(s->u), free(s->v), free(s->q), free(s->gz);
-    free(s->tf), free(s->phi), free(s->dy), free(s->grad), free(s->dw_tmp);
+    free(s->tf), free(s->phi), free(s->dy), free(s->grad), free(s->acc);
     free(s);
 }
 
@@ -149,8 +151,8 @@ static sl_status mlp_create(const sl_host *host, const sl_params *params, void *
                            .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0 };
     if ((st = sl_adam_create(&group, &cfg, 1, &s->adam, err)) != SL_OK)
         goto fail;
-    s->dw_tmp = malloc((size_t)s->Hd * s->Z * sizeof *s->dw_tmp);
-    if (!s->dw_tmp) {
+    s->acc = malloc((size_t)s->Z * sizeof *s->acc);
+    if (!s->acc) {
         st = sl_error_set(err, SL_ERR_NOMEM, "mlp: out of memory");
         goto fail;
     }
@@ -223,6 +225,44 @@ static void mlp_unpool(const mlp_state *s, const float *p, float *g)
                     p[((size_t)(y / s->kh) * s->grid + x0 / s->kw) * s->C + c] * inv;
 }
 
+/* y = W x (+ b): W (rows, cols) row-major, x (cols,), y (rows,); b may be NULL. */
+static void mlp_matvec(const float *w, const float *x, const float *b, int rows, int cols,
+                       float *y)
+{
+    for (int j = 0; j < rows; j++) {
+        double acc = b ? b[j] : 0.0;
+        const float *wj = w + (size_t)j * cols;
+        for (int k = 0; k < cols; k++)
+            acc += (double)wj[k] * x[k];
+        y[j] = (float)acc;
+    }
+}
+
+/* y = (W^T u)[:n]: W (rows, cols), u (rows,), y (n,) with n <= cols. */
+static void mlp_matvec_t(const float *w, const float *u, int rows, int cols, int n, float *y,
+                         double *acc)
+{
+    for (int k = 0; k < n; k++)
+        acc[k] = 0.0;
+    for (int j = 0; j < rows; j++) {
+        const float *wj = w + (size_t)j * cols;
+        for (int k = 0; k < n; k++)
+            acc[k] += (double)wj[k] * u[j];
+    }
+    for (int k = 0; k < n; k++)
+        y[k] = (float)acc[k];
+}
+
+/* dw += a x^T: dw (rows, cols), a (rows,), x (cols,). */
+static void mlp_outer_add(float *dw, const float *a, const float *x, int rows, int cols)
+{
+    for (int j = 0; j < rows; j++) {
+        float *dj = dw + (size_t)j * cols;
+        for (int k = 0; k < cols; k++)
+            dj[k] += a[j] * x[k];
+    }
+}
+
 /* Forward for a batch: z, a, h, phi, u = w2 silu'(a), and grad_x phi into grad. */
 static void mlp_forward(mlp_state *s, const sl_estimator_ctx *ctx, float *phi, float *grad)
 {
@@ -244,16 +284,18 @@ static void mlp_forward(mlp_state *s, const sl_estimator_ctx *ctx, float *phi, f
         e[1 + 2 * half + 2] = (float)cos(el);
         e[1 + 2 * half + 3] = (float)sin(el);
     }
-    sl_linear_forward(s->a, s->z, w1, b1, B, Z, Hd);              /* a = W1 z + b1 */
-    for (size_t k = 0; k < (size_t)B * Hd; k++) {
-        s->hh[k] = sl_silu(s->a[k]);
-        s->u[k] = w2[k % (size_t)Hd] * sl_silu_d1(s->a[k]);
+    for (int b = 0; b < B; b++) {
+        float *a = s->a + (size_t)b * Hd, *h = s->hh + (size_t)b * Hd, *u = s->u + (size_t)b * Hd;
+        float *gz = s->gz + (size_t)b * Z;
+        mlp_matvec(w1, s->z + (size_t)b * Z, b1, Hd, Z, a);               /* a = W1 z + b1 */
+        for (int j = 0; j < Hd; j++) {
+            h[j] = sl_silu(a[j]);
+            u[j] = w2[j] * sl_silu_d1(a[j]);
+        }
+        mlp_matvec(w2, h, b2, 1, Hd, &phi[b]);                            /* phi = w2.h + b2 */
+        mlp_matvec_t(w1, u, Hd, Z, s->Gx, gz, s->acc);                    /* (W1^T u)[:Gx] */
+        mlp_unpool(s, gz, grad + (size_t)b * s->D);
     }
-    sl_linear_forward(phi, s->hh, w2, b2, B, Hd, 1);               /* phi = w2 . h + b2 */
-    memset(s->gz, 0, (size_t)B * Z * sizeof *s->gz);
-    sl_linear_backward(s->gz, NULL, NULL, s->u, NULL, w1, B, Z, Hd);   /* gz = W1^T u */
-    for (int b = 0; b < B; b++)
-        mlp_unpool(s, s->gz + (size_t)b * Z, grad + (size_t)b * s->D);
 }
 
 static sl_status mlp_check_ctx(const mlp_state *s, const sl_estimator_ctx *ctx, sl_error *err)
@@ -323,20 +365,21 @@ static sl_status mlp_accumulate(mlp_state *s, const sl_estimator_ctx *const *ctx
             mlp_pool(s, s->grad + off, q);                                /* q = [P G | 0] */
             memset(q + s->Gx, 0, (size_t)s->E * sizeof *q);
         }
-        sl_linear_forward(s->v, s->q, w1, NULL, B, Z, Hd);                /* v = W1 q */
         for (int b = 0; b < B; b++) {
             const float gphi = s->dy[b];
+            float *v = s->v + (size_t)b * Hd, *da = s->a + (size_t)b * Hd;
+            const float *q = s->q + (size_t)b * Z, *u = s->u + (size_t)b * Hd;
+            mlp_matvec(w1, q, NULL, Hd, Z, v);                            /* v = W1 q */
             db2[0] += gphi;
             for (int j = 0; j < Hd; j++) {
-                const size_t bj = (size_t)b * Hd + j;
-                const float a = s->a[bj];
-                dw2[j] += gphi * s->hh[bj] + s->v[bj] * sl_silu_d1(a);
-                /* delta_a, kept in a (no longer needed) */
-                s->a[bj] = gphi * s->u[bj] + s->v[bj] * w2[j] * sl_silu_d2(a);
+                const float a = da[j];
+                dw2[j] += gphi * s->hh[(size_t)b * Hd + j] + v[j] * sl_silu_d1(a);
+                da[j] = gphi * u[j] + v[j] * w2[j] * sl_silu_d2(a);   /* delta_a, in place */
+                db1[j] += da[j];
             }
+            mlp_outer_add(dw1, da, s->z + (size_t)b * Z, Hd, Z);          /* delta_a z^T */
+            mlp_outer_add(dw1, u, q, Hd, Z);                              /* u q^T */
         }
-        sl_linear_backward(NULL, dw1, db1, s->a, s->z, NULL, B, Z, Hd);  /* delta_a z^T */
-        sl_linear_backward(NULL, dw1, NULL, s->u, s->q, NULL, B, Z, Hd); /* u q^T */
     }
     *sum_out = total;
     return SL_OK;

@@ -660,13 +660,16 @@ static sl_status ssd_update(void *state, const sl_estimator_ctx *const *ctxs, in
 /* ------------------------------------------------------------------ probe statistics */
 
 /* The least-squares oracle of a probe: mu fitted on the probe's own K draws (the same
- * normal equations as the least-squares fit, without decay, with no ridge), and the second
+ * normal equations as the least-squares fit, without decay; a ridge of 1e-9 tr(A)/J only
+ * guards collinear baselines, e.g. an untrained mlp next to constant, where it picks the
+ * near-minimum-norm solution among the equally good ones), and the second
  * moment J(mu) = (1/N) sum w^2 |eps_hat - sum_j mu_j c_j|^2 it reaches on those draws,
  * next to J with the mu in use and SDS's. A diagnostic: it is fitted on the very samples it
  * is scored on (so it is optimistic by about M J / N) and never used for a step. Per index
  * m, J_m(mu) = e2_m - 2 mu . b_m + mu . A_m mu with e2_m = sum w^2 eps_hat^2, which gives
  * the oracle's J without a second pass over the draws. An index whose system is singular
  * keeps the mu in use. */
+#define SSD_ORACLE_RIDGE 1e-9
 static const char SSD_PROBE_J[] = "second_moment", SSD_PROBE_JO[] = "oracle_second_moment",
                   SSD_PROBE_JS[] = "sds_second_moment";
 
@@ -739,7 +742,7 @@ static sl_status ssd_probe_stats(void *state, const sl_estimator_ctx *const *ctx
     double j_oracle = 0;
     for (size_t m = 0; m < M; m++) {
         const double *a = A + m * J * J, *bm = bv + m * J;
-        ssd_solve(s, a, bm, mu + m, M, 0.0);   /* singular: mu in use kept */
+        ssd_solve(s, a, bm, mu + m, M, SSD_ORACLE_RIDGE);   /* singular: mu in use kept */
         double jm = e2[m];
         for (size_t j = 0; j < J; j++) {
             const double mj = mu[j * M + m];
