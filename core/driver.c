@@ -351,6 +351,38 @@ static const char *article(sl_plugin_kind kind)
     return kind == SL_KIND_ESTIMATOR ? "an" : "a";
 }
 
+/* The error for a plugin name that is not a plugin of `kind`: the plugins of that kind, and
+ * either the kind the name has or the nearest name. */
+static sl_status wrong_plugin_error(const run *r, sl_plugin_kind kind, const sl_node *name,
+                                    const char *key, sl_error *err)
+{
+    const char *cands[256];
+    size_t n = 0;
+    char list[1024] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sl_registry_count(r->registry) && n < 256; i++) {
+        const sl_plugin *d = sl_registry_at(r->registry, i, NULL);
+        if (d->kind != kind)
+            continue;
+        cands[n++] = d->name;
+        len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                                "%s%s", n > 1 ? ", " : "", d->name);
+    }
+    const char *near = sl_nearest_word(name->text, cands, n);
+    char hint[160] = "";
+    if (near)
+        snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+    const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
+    if (other)
+        return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                                "'%s', which is %s %s plugin", article(kind),
+                                sl_plugin_kind_name(kind), list, name->text,
+                                article(other->kind), sl_plugin_kind_name(other->kind));
+    return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                            "unknown plugin '%s'%s", article(kind), sl_plugin_kind_name(kind),
+                            n ? list : "none installed", name->text, hint);
+}
+
 static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, instance *inst,
                              sl_error *err)
 {
@@ -372,33 +404,8 @@ static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, i
         return sl_spec_error_at(err, name, key, "expected a plugin name, found a %s",
                                 name->kind == SL_NODE_SEQ ? "list" : "map");
     inst->desc = sl_registry_find(r->registry, kind, name->text, &inst->lib_path);
-    if (!inst->desc) {
-        const char *cands[256];
-        size_t n = 0;
-        char list[1024] = "";
-        size_t len = 0;
-        for (size_t i = 0; i < sl_registry_count(r->registry) && n < 256; i++) {
-            const sl_plugin *d = sl_registry_at(r->registry, i, NULL);
-            if (d->kind != kind)
-                continue;
-            cands[n++] = d->name;
-            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
-                                    "%s%s", n > 1 ? ", " : "", d->name);
-        }
-        const char *near = sl_nearest_word(name->text, cands, n);
-        char hint[160] = "";
-        if (near)
-            snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
-        const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
-        if (other)
-            return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
-                                    "'%s', which is %s %s plugin", article(kind),
-                                    sl_plugin_kind_name(kind), list, name->text,
-                                    article(other->kind), sl_plugin_kind_name(other->kind));
-        return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
-                                "unknown plugin '%s'%s", article(kind), sl_plugin_kind_name(kind),
-                                n ? list : "none installed", name->text, hint);
-    }
+    if (!inst->desc)
+        return wrong_plugin_error(r, kind, name, key, err);
     const sl_node *label = sl_node_get(node, "label");
     if (label) {
         snprintf(key, sizeof key, "%s.label", section);
@@ -605,20 +612,8 @@ static sl_status create_baselines(run *r, instance *owner, sl_error *err)
             char key[128];
             snprintf(key, sizeof key, "%s.plugin", b->section);
             b->desc = sl_registry_find(r->registry, SL_KIND_BASELINE, name->text, &b->lib_path);
-            if (!b->desc) {
-                const char *cands[256];
-                size_t nc = 0;
-                for (size_t j = 0; j < sl_registry_count(r->registry) && nc < 256; j++) {
-                    const sl_plugin *pd = sl_registry_at(r->registry, j, NULL);
-                    if (pd->kind == SL_KIND_BASELINE)
-                        cands[nc++] = pd->name;
-                }
-                const char *near = sl_nearest_word(name->text, cands, nc);
-                return sl_spec_error_at(err, name, key, "expected a baseline plugin, found "
-                                        "unknown plugin '%s'%s%s%s", name->text,
-                                        near ? "; did you mean '" : "", near ? near : "",
-                                        near ? "'?" : "");
-            }
+            if (!b->desc)
+                return wrong_plugin_error(r, SL_KIND_BASELINE, name, key, err);
             const sl_node *label = sl_node_get(entry, "label");
             char short_label[64];
             if (label) {

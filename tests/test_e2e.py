@@ -196,6 +196,15 @@ class BadSpecs(unittest.TestCase):
         (["estimator.plugin=image2d"],
          "<command line>:1:18: estimator.plugin: expected an estimator plugin (one of: sds, ssd), "
          "found 'image2d', which is a representation plugin"),
+        (["estimator.plugin=ssd", "estimator.baselines=[mpl]"],
+         "<command line>:1:22: estimator.baselines[0].plugin: expected a baseline plugin (one "
+         "of: constant, depth, mlp, normal), found unknown plugin 'mpl'; did you mean 'mlp'?"),
+        (["estimator.plugin=ssd", "estimator.baselines=[constant, sds]"],
+         "<command line>:1:32: estimator.baselines[1].plugin: expected a baseline plugin (one "
+         "of: constant, depth, mlp, normal), found 'sds', which is an estimator plugin"),
+        (["estimator.plugin=ssd", "estimator.baselines=[{plugin: mlp, grid: 5}]"],
+         "estimator.baselines[0] 'ssd/mlp' (PLUGIN): mlp: grid 5 does not divide the prior's "
+         "32x32 image (choose a divisor of both)"),
         (["optimizer.groups={levl0: {lr: 0.1}}"],
          "<command line>:1:19: optimizer.groups.levl0: unknown parameter group (expected one "
          "of: level0, level1); did you mean 'level0'?"),
@@ -212,7 +221,8 @@ class BadSpecs(unittest.TestCase):
                 msg = r.stderr.strip().splitlines()[-1]
                 self.assertTrue(msg.startswith("error: "), msg)
                 if want is not None:
-                    self.assertEqual(msg, "error: " + want)
+                    self.assertEqual(msg, "error: " + want.replace(
+                        "PLUGIN", os.path.join(BUILD, "plugins", "mlp.so")))
                 else:
                     self.assertIn("stepz", msg)
                     self.assertIn("did you mean 'steps'", msg)
