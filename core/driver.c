@@ -47,6 +47,15 @@ typedef struct run run;
 
 typedef struct instance instance;
 
+/* An estimator's own probe diagnostics (sl_estimator_vtable.probe_stats): its values and
+ * their columns in /probes/<label>. */
+enum { PROBE_STATS_MAX = 64 };
+typedef struct probe_extra {
+    sl_probe_stat stats[PROBE_STATS_MAX];
+    int cols[PROBE_STATS_MAX];
+    size_t n;
+} probe_extra;
+
 /* The baselines created from one PLUGIN_LIST parameter of an instance. */
 typedef struct baseline_set {
     const char *param;            /* the parameter's name in the owner's schema */
@@ -100,6 +109,7 @@ struct run {
     int probe_owns;                /* the instances are the probe's own (else: &r->est) */
     sl_log_table **probe_tables;   /* (n_probes,) */
     int (*probe_cols)[4];          /* (n_probes, 4) step, var_img, var_par, mean_norm2 */
+    probe_extra *probe_extras;     /* (n_probes,) the estimators' own probe_stats columns */
     int64_t *resume_probe_rows;    /* (n_probes,) */
     float *shadow_delta;           /* (B, P, P, C) scratch for shadow training */
     sl_prior_ref prior_ref;
@@ -141,6 +151,7 @@ struct run {
     float *rgb_scratch;            /* (B, R, R, 3) */
     int *t;                        /* (S, B) */
     double *alpha, *sigma;         /* (S, B) */
+    double *weight;                /* (S, B) w(t) */
     sl_estimator_ctx *ctxs;        /* (S,) */
     const sl_estimator_ctx **ctx_ptrs;   /* (S,) */
     sl_camera *eval_cams;          /* (V,) */
@@ -343,6 +354,38 @@ static const char *article(sl_plugin_kind kind)
     return kind == SL_KIND_ESTIMATOR ? "an" : "a";
 }
 
+/* The error for a plugin name that is not a plugin of `kind`: the plugins of that kind, and
+ * either the kind the name has or the nearest name. */
+static sl_status wrong_plugin_error(const run *r, sl_plugin_kind kind, const sl_node *name,
+                                    const char *key, sl_error *err)
+{
+    const char *cands[256];
+    size_t n = 0;
+    char list[1024] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sl_registry_count(r->registry) && n < 256; i++) {
+        const sl_plugin *d = sl_registry_at(r->registry, i, NULL);
+        if (d->kind != kind)
+            continue;
+        cands[n++] = d->name;
+        len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                                "%s%s", n > 1 ? ", " : "", d->name);
+    }
+    const char *near = sl_nearest_word(name->text, cands, n);
+    char hint[160] = "";
+    if (near)
+        snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+    const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
+    if (other)
+        return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                                "'%s', which is %s %s plugin", article(kind),
+                                sl_plugin_kind_name(kind), list, name->text,
+                                article(other->kind), sl_plugin_kind_name(other->kind));
+    return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
+                            "unknown plugin '%s'%s", article(kind), sl_plugin_kind_name(kind),
+                            n ? list : "none installed", name->text, hint);
+}
+
 static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, instance *inst,
                              sl_error *err)
 {
@@ -364,33 +407,8 @@ static sl_status find_plugin(run *r, const char *section, sl_plugin_kind kind, i
         return sl_spec_error_at(err, name, key, "expected a plugin name, found a %s",
                                 name->kind == SL_NODE_SEQ ? "list" : "map");
     inst->desc = sl_registry_find(r->registry, kind, name->text, &inst->lib_path);
-    if (!inst->desc) {
-        const char *cands[256];
-        size_t n = 0;
-        char list[1024] = "";
-        size_t len = 0;
-        for (size_t i = 0; i < sl_registry_count(r->registry) && n < 256; i++) {
-            const sl_plugin *d = sl_registry_at(r->registry, i, NULL);
-            if (d->kind != kind)
-                continue;
-            cands[n++] = d->name;
-            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
-                                    "%s%s", n > 1 ? ", " : "", d->name);
-        }
-        const char *near = sl_nearest_word(name->text, cands, n);
-        char hint[160] = "";
-        if (near)
-            snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
-        const sl_plugin *other = sl_registry_find(r->registry, 0, name->text, NULL);
-        if (other)
-            return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
-                                    "'%s', which is %s %s plugin", article(kind),
-                                    sl_plugin_kind_name(kind), list, name->text,
-                                    article(other->kind), sl_plugin_kind_name(other->kind));
-        return sl_spec_error_at(err, name, key, "expected %s %s plugin (one of: %s), found "
-                                "unknown plugin '%s'%s", article(kind), sl_plugin_kind_name(kind),
-                                n ? list : "none installed", name->text, hint);
-    }
+    if (!inst->desc)
+        return wrong_plugin_error(r, kind, name, key, err);
     const sl_node *label = sl_node_get(node, "label");
     if (label) {
         snprintf(key, sizeof key, "%s.label", section);
@@ -594,20 +612,8 @@ static sl_status create_baselines(run *r, instance *owner, sl_error *err)
             char key[128];
             snprintf(key, sizeof key, "%s.plugin", b->section);
             b->desc = sl_registry_find(r->registry, SL_KIND_BASELINE, name->text, &b->lib_path);
-            if (!b->desc) {
-                const char *cands[256];
-                size_t nc = 0;
-                for (size_t j = 0; j < sl_registry_count(r->registry) && nc < 256; j++) {
-                    const sl_plugin *pd = sl_registry_at(r->registry, j, NULL);
-                    if (pd->kind == SL_KIND_BASELINE)
-                        cands[nc++] = pd->name;
-                }
-                const char *near = sl_nearest_word(name->text, cands, nc);
-                return sl_spec_error_at(err, name, key, "expected a baseline plugin, found "
-                                        "unknown plugin '%s'%s%s%s", name->text,
-                                        near ? "; did you mean '" : "", near ? near : "",
-                                        near ? "'?" : "");
-            }
+            if (!b->desc)
+                return wrong_plugin_error(r, SL_KIND_BASELINE, name, key, err);
             const sl_node *label = sl_node_get(entry, "label");
             char short_label[64];
             if (label) {
@@ -819,6 +825,7 @@ static sl_status alloc_buffers(run *r, sl_error *err)
     r->t = xalloc((size_t)S * (size_t)B, sizeof(int), &failed);
     r->alpha = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
     r->sigma = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
+    r->weight = xalloc((size_t)S * (size_t)B, sizeof(double), &failed);
     r->ctxs = xalloc((size_t)S, sizeof(sl_estimator_ctx), &failed);
     r->ctx_ptrs = xalloc((size_t)S, sizeof(*r->ctx_ptrs), &failed);
     r->eval_cams = xalloc((size_t)V, sizeof(sl_camera), &failed);
@@ -1093,9 +1100,10 @@ static sl_status setup_probes(run *r, sl_error *err)
     r->probe_tables = calloc(r->n_probes, sizeof *r->probe_tables);
     r->probe_cols = calloc(r->n_probes, sizeof *r->probe_cols);
     r->resume_probe_rows = calloc(r->n_probes, sizeof *r->resume_probe_rows);
+    r->probe_extras = calloc(r->n_probes, sizeof *r->probe_extras);
     r->shadow_delta = sl_aligned_zalloc(r->prior_elems * sizeof(float));
     if (!r->probe_ests || !r->probe_labels || !r->probe_tables || !r->probe_cols ||
-        !r->resume_probe_rows || !r->shadow_delta)
+        !r->resume_probe_rows || !r->probe_extras || !r->shadow_delta)
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
     if (!n) {
         r->probe_ests[0] = &r->est;
@@ -1183,7 +1191,8 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
     size_t n = r->n_probes < 512 ? r->n_probes : 512;
     for (size_t e = 0; e < n; e++)
         ests[e] = (sl_probe_estimator){ r->probe_ests[e]->desc->vtable,
-                                        r->probe_ests[e]->state, r->probe_labels[e] };
+                                        r->probe_ests[e]->state, r->probe_labels[e],
+                                        r->probe_extras[e].stats, r->probe_extras[e].n };
     sl_probe_env env = {
         .repr = r->repr.desc->vtable, .repr_state = r->repr.state, .prior = &r->prior_ref,
         .pinfo = &r->pinfo, .diffusion = &r->diffusion, .weighting = r->weighting,
@@ -1200,6 +1209,8 @@ static sl_status run_probe(run *r, int64_t step, sl_error *err)
         sl_log_table_set(t, r->probe_cols[e][1], res[e].var_img);
         sl_log_table_set(t, r->probe_cols[e][2], res[e].var_par);
         sl_log_table_set(t, r->probe_cols[e][3], res[e].mean_norm2);
+        for (size_t c = 0; c < r->probe_extras[e].n; c++)
+            sl_log_table_set(t, r->probe_extras[e].cols[c], r->probe_extras[e].stats[c].value);
         st = sl_log_table_commit_row(t, err);
     }
     return st;
@@ -1478,6 +1489,30 @@ static sl_status log_column(run *r, sl_log_table *t, const char *name, const cha
                        : sl_log_table_column(t, name, doc, type, col, err);
 }
 
+/* The columns of probed estimator e's own diagnostics, named by its probe_stats (called
+ * once with no draws for the names). */
+static sl_status define_probe_extras(run *r, size_t e, sl_error *err)
+{
+    const sl_estimator_vtable *vt = r->probe_ests[e]->desc->vtable;
+    probe_extra *x = &r->probe_extras[e];
+    x->n = 0;
+    if (!SL_ESTIMATOR_HAS(vt, probe_stats))
+        return SL_OK;
+    sl_status st = vt->probe_stats(r->probe_ests[e]->state, NULL, 0, x->stats,
+                                   PROBE_STATS_MAX, &x->n, err);
+    if (st == SL_OK && x->n > PROBE_STATS_MAX)
+        st = sl_error_set(err, SL_ERR_PLUGIN, "reported %zu probe statistics, at most %d",
+                          x->n, (int)PROBE_STATS_MAX);
+    for (size_t c = 0; c < x->n && st == SL_OK; c++)
+        st = log_column(r, r->probe_tables[e], x->stats[c].name, x->stats[c].doc, SL_LOG_F64,
+                        &x->cols[c], err);
+    if (st != SL_OK) {
+        x->n = 0;
+        sl_error_prefix(err, "probed estimator '%s': probe statistics", r->probe_labels[e]);
+    }
+    return st;
+}
+
 /* Resumed run: reopen the log (clearing a killed writer's flags), refresh the attributes
  * that steps=N changes (so they read as an uninterrupted run with that N). */
 static sl_status reopen_log(run *r, sl_error *err)
@@ -1627,6 +1662,8 @@ static sl_status define_tables(run *r, sl_error *err)
         for (int c = 0; c < 4 && st == SL_OK; c++)
             st = log_column(r, r->probe_tables[e], names[c], docs[c],
                             c == 0 ? SL_LOG_I64 : SL_LOG_F64, &r->probe_cols[e][c], err);
+        if (st == SL_OK)
+            st = define_probe_extras(r, e, err);
         if (st == SL_OK && !r->resuming)
             st = sl_log_attr_string(r->log, path, "estimator", r->probe_ests[e]->label, err);
         if (st == SL_OK && !r->resuming)
@@ -1726,12 +1763,14 @@ static sl_status draw_sample(run *r, int64_t step, int s, sl_error *err)
     t_bounds(r, step, &lo, &hi);
     int *t = r->t + (size_t)s * r->batch;
     double *alpha = r->alpha + (size_t)s * r->batch, *sigma = r->sigma + (size_t)s * r->batch;
+    double *weight = r->weight + (size_t)s * r->batch;
     float *eps = r->eps + s * pe, *x_t = r->x_t + s * pe, *eps_hat = r->eps_hat + s * pe;
     sl_rng_key tkey = { seed, (uint32_t)step, SL_STREAM_TIMESTEP, (uint32_t)s };
     for (int b = 0; b < r->batch; b++) {
         t[b] = (int)sl_rng_int1(tkey, (uint64_t)b, lo, hi);
         alpha[b] = sl_diffusion_alpha(&r->diffusion, t[b]);
         sigma[b] = sl_diffusion_sigma(&r->diffusion, t[b]);
+        weight[b] = sl_diffusion_weight(&r->diffusion, r->weighting, t[b]);
     }
     sl_rng_key nkey = { seed, (uint32_t)step, SL_STREAM_NOISE, (uint32_t)s };
     sl_rng_normal(nkey, 0, pe, eps);
@@ -1753,7 +1792,7 @@ static sl_status draw_sample(run *r, int64_t step, int s, sl_error *err)
         .batch = r->batch, .height = r->pinfo.height, .width = r->pinfo.width,
         .channels = r->pinfo.channels, .step = step, .sample = s, .t = t, .alpha = alpha,
         .sigma = sigma, .x0 = r->x0, .eps = eps, .x_t = x_t, .eps_hat = eps_hat,
-        .cams = r->step_cams, .render = &r->render,
+        .cams = r->step_cams, .render = &r->render, .weight = weight,
     };
     r->ctx_ptrs[s] = &r->ctxs[s];
     return SL_OK;
@@ -1818,7 +1857,7 @@ static sl_status run_step(run *r, int64_t step, double t_start, sl_error *err)
         for (int b = 0; b < r->batch; b++) {
             int t = r->t[s * r->batch + b];
             t_sum += t;
-            float w = (float)sl_diffusion_weight(&r->diffusion, r->weighting, t);
+            float w = (float)r->weight[s * r->batch + b];
             float *gb = g + (size_t)b * per;
             float *db = r->dL_dx0 + (size_t)b * per;
             for (size_t i = 0; i < per; i++) {
@@ -2287,6 +2326,7 @@ static void run_free(run *r)
     free(r->probe_tables);
     free(r->probe_cols);
     free(r->resume_probe_rows);
+    free(r->probe_extras);
     free(r->shadow_delta);
     destroy_instance(&r->est);
     for (size_t b = r->n_baselines; b-- > 0;) {
@@ -2338,6 +2378,7 @@ static void run_free(run *r)
     free(r->t);
     free(r->alpha);
     free(r->sigma);
+    free(r->weight);
     free(r->ctxs);
     free(r->ctx_ptrs);
     free(r->eval_cams);

@@ -22,7 +22,10 @@ typedef struct probe_buffers {
     float *g;                  /* (n, K, D) w(t) Delta per estimator and draw */
     int *t;                    /* (K, B) */
     double *alpha, *sigma;     /* (K, B) */
+    double *weight;            /* (K, B) w(t) */
     sl_camera *cams;           /* (K, B) */
+    sl_estimator_ctx *ctxs;    /* (K,) the draws as the estimators saw them */
+    const sl_estimator_ctx **ctx_ptrs;   /* (K,) */
     double *par_mean, *par_m2; /* (P,) */
 } probe_buffers;
 
@@ -42,7 +45,10 @@ static void free_buffers(probe_buffers *b)
     free(b->t);
     free(b->alpha);
     free(b->sigma);
+    free(b->weight);
     free(b->cams);
+    free(b->ctxs);
+    free(b->ctx_ptrs);
     free(b->par_mean);
     free(b->par_m2);
 }
@@ -128,14 +134,17 @@ sl_status sl_probe_run(const sl_probe_env *env, const sl_probe_estimator *ests, 
     b.t = calloc(KB, sizeof *b.t);
     b.alpha = calloc(KB, sizeof *b.alpha);
     b.sigma = calloc(KB, sizeof *b.sigma);
+    b.weight = calloc(KB, sizeof *b.weight);
     b.cams = calloc(KB, sizeof *b.cams);
+    b.ctxs = calloc((size_t)K, sizeof *b.ctxs);
+    b.ctx_ptrs = calloc((size_t)K, sizeof *b.ctx_ptrs);
     if (want_par) {
         b.par_mean = calloc(P ? P : 1, sizeof *b.par_mean);
         b.par_m2 = calloc(P ? P : 1, sizeof *b.par_m2);
     }
     sl_status st = SL_OK;
     if (!b.render.rgb || !b.grad.rgb || !b.rgb_x || !b.x0 || !b.eps || !b.x_t || !b.eps_hat ||
-        !b.g || !b.t || !b.alpha || !b.sigma || !b.cams ||
+        !b.g || !b.t || !b.alpha || !b.sigma || !b.weight || !b.cams || !b.ctxs || !b.ctx_ptrs ||
         (want_par && (!b.par_mean || !b.par_m2))) {
         free_buffers(&b);
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory for a probe (K %d, D %zu, P %zu)",
@@ -154,6 +163,7 @@ sl_status sl_probe_run(const sl_probe_env *env, const sl_probe_estimator *ests, 
             b.t[kj] = (int)sl_rng_int1(tk, (uint64_t)j, env->t_lo, env->t_hi);
             b.alpha[kj] = sl_diffusion_alpha(env->diffusion, b.t[kj]);
             b.sigma[kj] = sl_diffusion_sigma(env->diffusion, b.t[kj]);
+            b.weight[kj] = sl_diffusion_weight(env->diffusion, env->weighting, b.t[kj]);
         }
         sl_rng_key nk = { env->seed, (uint32_t)step, SL_STREAM_PROBE, (uint32_t)k };
         sl_rng_normal(nk, 0, D, b.eps + (size_t)k * D);
@@ -178,28 +188,44 @@ sl_status sl_probe_run(const sl_probe_env *env, const sl_probe_estimator *ests, 
         st = env->prior->vt->noise_pred(env->prior->state, &q, eps_hat, err);
         if (st != SL_OK)
             break;
-        sl_estimator_ctx ctx = {
+        b.ctxs[k] = (sl_estimator_ctx){
             .batch = B, .height = env->pinfo->height, .width = env->pinfo->width,
             .channels = env->pinfo->channels, .step = step, .sample = k,
             .t = &b.t[(size_t)k * B], .alpha = &b.alpha[(size_t)k * B],
             .sigma = &b.sigma[(size_t)k * B], .x0 = b.x0, .eps = eps, .x_t = x_t,
             .eps_hat = eps_hat, .cams = cams, .render = &b.render,
+            .weight = &b.weight[(size_t)k * B],
         };
+        b.ctx_ptrs[k] = &b.ctxs[k];
         for (size_t e = 0; e < n && st == SL_OK; e++) {
             float *g = b.g + (e * (size_t)K + (size_t)k) * D;
-            st = ests[e].vt->delta(ests[e].state, &ctx, g, err);
+            st = ests[e].vt->delta(ests[e].state, &b.ctxs[k], g, err);
             if (st != SL_OK) {
                 sl_error_prefix(err, "probe at step %lld: estimator '%s'", (long long)step,
                                 ests[e].label);
                 break;
             }
             for (int j = 0; j < B; j++) {
-                float w = (float)sl_diffusion_weight(env->diffusion, env->weighting,
-                                                     b.t[(size_t)k * B + j]);
+                float w = (float)b.weight[(size_t)k * B + j];
                 for (size_t i = (size_t)j * per; i < (size_t)(j + 1) * per; i++)
                     g[i] *= w;
             }
         }
+    }
+
+    /* The estimators' own diagnostics on the same draws, right after their directions. */
+    for (size_t e = 0; e < n && st == SL_OK; e++) {
+        if (ests[e].n_stats == 0)
+            continue;
+        size_t count = 0;
+        st = ests[e].vt->probe_stats(ests[e].state, b.ctx_ptrs, K, ests[e].stats,
+                                     ests[e].n_stats, &count, err);
+        if (st == SL_OK && count != ests[e].n_stats)
+            st = sl_error_set(err, SL_ERR_PLUGIN, "probe_stats returned %zu values, its "
+                              "names-only call %zu", count, ests[e].n_stats);
+        if (st != SL_OK)
+            sl_error_prefix(err, "probe at step %lld: estimator '%s'", (long long)step,
+                            ests[e].label);
     }
 
     /* Image space: per element, two passes over the K draws in double. */

@@ -8,7 +8,9 @@
  *   var_par    = (1/P) sum_p Var_k[(J^T g_ek)_p]             (one backward per draw)
  * where D is the image size (B H W C in prior space: a draw is one training step's batch of
  * B renders, so estimators see the shapes they see in training) and P the parameter count;
- * J^T g is the parameter gradient of the direction without the training step's 1/B. */
+ * J^T g is the parameter gradient of the direction without the training step's 1/B.
+ * An estimator with probe_stats (plugin.h) then reports its own diagnostics on the same
+ * draws (ssd: the least-squares oracle mu of these draws and the second moment it reaches). */
 #ifndef STEINLAB_CORE_PROBE_H
 #define STEINLAB_CORE_PROBE_H
 
@@ -39,6 +41,10 @@ typedef struct sl_probe_estimator {
     const sl_estimator_vtable *vt;
     void *state;
     const char *label;
+    /* (n_stats,) the estimator's probe_stats, filled after its directions (names as its
+     * names-only call gave them); n_stats 0: none wanted. */
+    sl_probe_stat *stats;
+    size_t n_stats;
 } sl_probe_estimator;
 
 typedef struct sl_probe_result {

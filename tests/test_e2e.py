@@ -218,6 +218,15 @@ class BadSpecs(unittest.TestCase):
          "<command line>:1:18: estimator.plugin: expected an estimator plugin "
          "(one of: sds, ssd, vsd), "
          "found 'image2d', which is a representation plugin"),
+        (["estimator.plugin=ssd", "estimator.baselines=[mpl]"],
+         "<command line>:1:22: estimator.baselines[0].plugin: expected a baseline plugin (one "
+         "of: constant, depth, mlp, normal), found unknown plugin 'mpl'; did you mean 'mlp'?"),
+        (["estimator.plugin=ssd", "estimator.baselines=[constant, sds]"],
+         "<command line>:1:32: estimator.baselines[1].plugin: expected a baseline plugin (one "
+         "of: constant, depth, mlp, normal), found 'sds', which is an estimator plugin"),
+        (["estimator.plugin=ssd", "estimator.baselines=[{plugin: mlp, grid: 5}]"],
+         "estimator.baselines[0] 'ssd/mlp' (PLUGIN): mlp: grid 5 does not divide the prior's "
+         "32x32 image (choose a divisor of both)"),
         (["optimizer.groups={levl0: {lr: 0.1}}"],
          "<command line>:1:19: optimizer.groups.levl0: unknown parameter group (expected one "
          "of: level0, level1); did you mean 'level0'?"),
@@ -237,7 +246,8 @@ class BadSpecs(unittest.TestCase):
                 msg = r.stderr.strip().splitlines()[-1]
                 self.assertTrue(msg.startswith("error: "), msg)
                 if want is not None:
-                    self.assertEqual(msg, "error: " + want)
+                    self.assertEqual(msg, "error: " + want.replace(
+                        "PLUGIN", os.path.join(BUILD, "plugins", "mlp.so")))
                 else:
                     self.assertIn("stepz", msg)
                     self.assertIn("did you mean 'steps'", msg)
@@ -460,6 +470,37 @@ class Ssd(unittest.TestCase):
                 self.assertTrue(np.array_equal(a["eval/psnr"][:], b["eval/psnr"][:]))
                 self.assertTrue(np.array_equal(a["renders/rgb"][:], b["renders/rgb"][:]))
 
+    def test_learned_mlp_baseline_with_probe_oracle(self):
+        # A constant and a learned baseline, each with its own mu; the probes log the
+        # least-squares oracle mu of their own draws next to the variances.
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "mlp.h5")
+            r = run(["run", SSD_2D, "steps=60", "log.eval_every=30", "log.render_every=30",
+                     "estimator.baselines=[{plugin: constant}, {plugin: mlp, lr: 0.003}]",
+                     "log.probes={every: 20, samples: 4}", f"log.path={log}"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertEqual(f["plugins/ssd/mlp"].attrs["kind"], "baseline")
+                for k in ["ssd_mu_mlp_mean", "ssd_mu_constant_mean", "ssd_mlp_objective",
+                          "ssd_objective", "ssd_objective_sds"]:
+                    v = f["steps"][k][:]
+                    self.assertEqual(v.shape, (60,), k)
+                    self.assertTrue(np.all(np.isfinite(v)), k)
+                obj = f["steps/ssd_mlp_objective"][:]
+                # Untrained, the network is phi = 1: its objective is SDS's at step 0.
+                self.assertAlmostEqual(obj[0] / f["steps/ssd_objective_sds"][0], 1.0, places=5)
+                p = f["probes/ssd"]
+                self.assertEqual(list(p["step"][:]), [0, 20, 40])
+                for k in ["oracle_mu_constant_mean", "oracle_mu_mlp_max", "second_moment",
+                          "oracle_second_moment", "sds_second_moment"]:
+                    self.assertTrue(np.all(np.isfinite(p[k][:])), k)
+                self.assertTrue(np.all(p["oracle_second_moment"][:] <= p["second_moment"][:]))
+                print(f"ssd-2d + mlp (60 steps): mlp objective {obj[0]:.4g} -> {obj[-1]:.4g}; "
+                      f"probe at 40: second moment {p['second_moment'][-1]:.4g}, oracle "
+                      f"{p['oracle_second_moment'][-1]:.4g}, SDS {p['sds_second_moment'][-1]:.4g}, "
+                      f"oracle mu constant {p['oracle_mu_constant_mean'][-1]:.3f} mlp "
+                      f"{p['oracle_mu_mlp_mean'][-1]:.3f}", file=sys.stderr)
+
     def test_depth_baseline_refused_on_image2d(self):
         with tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "never.h5")
@@ -559,7 +600,7 @@ class Cli(unittest.TestCase):
         r = run(["plugins"])
         self.assertEqual(r.returncode, 0, r.stderr)
         for name in ["image2d", "image", "world", "sds", "ssd", "vsd", "constant", "depth",
-                     "normal"]:
+                     "normal", "mlp"]:
             self.assertIn(f"  {name} ", r.stdout)
         r = run(["plugins", "image"])
         self.assertEqual(r.returncode, 0, r.stderr)

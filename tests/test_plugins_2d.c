@@ -761,11 +761,11 @@ static double quickstart_psnr(int steps, double lr, double *psnr0)
             x_t[i] = (float)(alpha * x0[i] + sigma * eps[i]);
         sl_prior_query q = { .batch = 1, .x_t = x_t, .t = &t, .cams = &cam, .step = step };
         ck_assert_int_eq(pv->noise_pred(prior.state, &q, eps_hat, &err), SL_OK);
-        double a1[1] = { alpha }, s1[1] = { sigma };
+        double a1[1] = { alpha }, s1[1] = { sigma }, w1[1] = { sigma * sigma };
         sl_estimator_ctx ctx = { .batch = 1, .height = QS_RES, .width = QS_RES, .channels = 3,
                                  .step = step, .t = &t, .alpha = a1, .sigma = s1, .x0 = x0,
                                  .eps = eps, .x_t = x_t, .eps_hat = eps_hat, .cams = &cam,
-                                 .render = &out };
+                                 .render = &out, .weight = w1 };
         ck_assert_int_eq(ev->delta(est.state, &ctx, delta, &err), SL_OK);
         double w = sigma * sigma;
         for (int i = 0; i < N; i++)

@@ -552,5 +552,32 @@ class VsdResume(ResumeCase):
         self.assertTrue(any(k.endswith("psi/weights") for k in keys), keys)
 
 
+SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
+# SSD with a constant and a learned (mlp) baseline, mu by Adam, probes: mu's moments, the
+# network's weights and its Adam moments all decide the second half.
+SSD_MLP = ["estimator.baselines=[constant, {plugin: mlp, lr: 0.003}]",
+           "estimator.mu={fit: adam, lr: 0.01}", "log.probes={every: 9, samples: 3}",
+           "log.eval_every=10", "log.render_every=15", "log.progress=none", "log.path=run.h5"]
+
+
+class SsdMlpResume(ResumeCase):
+    def test_ssd_with_mlp_baseline_extended_to_2n(self):
+        n = 15
+        d = tempfile.mkdtemp(prefix="steinlab-mlp-baseline-")
+        r = run(["run", SSD_2D, f"steps={2 * n}"] + SSD_MLP, cwd=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = os.path.join(d, "run.h5")
+        cwd = self.workdir("ssd_mlp")
+        r = run(["run", SSD_2D, f"steps={n}"] + SSD_MLP, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with h5py.File(os.path.join(cwd, "run.ckpt.h5"), "r") as c:
+            self.assertEqual(int(c["plugins/ssd/mlp/adam_count"][0]), n)
+            self.assertEqual(c["plugins/ssd/mlp/params"].dtype, np.float32)
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+        print(f"ssd + mlp baseline: {n} steps extended to {2 * n}: {k} datasets "
+              f"bit-identical", file=sys.stderr)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

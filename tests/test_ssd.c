@@ -26,6 +26,7 @@
  *  - save_state / load_state: bit-exact continuation. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@
 #define steinlab_plugin_entry test_normal_entry
 #include "../plugins/baselines/normal.c"
 #undef steinlab_plugin_entry
+#define steinlab_plugin_entry test_mlp_entry
+#include "../plugins/baselines/mlp.c"
+#undef steinlab_plugin_entry
 #define steinlab_plugin_entry test_image2d_entry
 #include "../plugins/representations/image2d.c"
 #undef steinlab_plugin_entry
@@ -60,6 +64,8 @@
 /* ------------------------------------------------------------------ a minimal host */
 
 static sl_diffusion test_diffusion;
+/* The run's weighting w(t) that draws carry in ctx.weight (the positive control sets it). */
+static sl_weighting test_weighting = SL_WEIGHT_SDS;
 
 typedef struct test_host {
     sl_host h;                       /* first: the plugin's host pointer is this struct's */
@@ -261,7 +267,7 @@ static void render_fix_free(render_fix *rf)
 typedef struct draw {
     int B;
     int t[4];
-    double alpha[4], sigma[4];
+    double alpha[4], sigma[4], weight[4];
     float *eps, *x_t, *eps_hat;   /* (B, D) */
     sl_estimator_ctx ctx;
 } draw;
@@ -290,6 +296,7 @@ static void draw_make(draw *d, world_fix *f, const float *x0, const sl_camera *c
         d->t[b] = t[b];
         d->alpha[b] = sl_diffusion_alpha(&test_diffusion, t[b]);
         d->sigma[b] = sl_diffusion_sigma(&test_diffusion, t[b]);
+        d->weight[b] = sl_diffusion_weight(&test_diffusion, test_weighting, t[b]);
         const float a = (float)d->alpha[b], s = (float)d->sigma[b];
         for (size_t i = 0; i < f->D; i++)
             d->x_t[b * f->D + i] = a * x0[b * f->D + i] + s * d->eps[b * f->D + i];
@@ -305,6 +312,7 @@ static void draw_make(draw *d, world_fix *f, const float *x0, const sl_camera *c
         .batch = B, .height = f->R, .width = f->R, .channels = 3, .step = step,
         .sample = ctx_sample, .t = d->t, .alpha = d->alpha, .sigma = d->sigma, .x0 = x0,
         .eps = d->eps, .x_t = d->x_t, .eps_hat = d->eps_hat, .cams = cams, .render = render,
+        .weight = d->weight,
     };
 }
 
@@ -412,6 +420,11 @@ static void unit_normal(uint32_t sample, size_t n, double *u)
  * z = mean<c, u> / se for a unit direction u fixed before the draws it is applied to: u is
  * the normalised mean of sigma grad phi over a first, independent half of the draws (or a
  * random direction for the constant baseline, whose gradient is 0). Under H0 z ~ N(0, 1). */
+/* which: 0 depth, 1 normal (the world estimator whose posterior entropy is asserted),
+ * STEIN_CONSTANT (grad phi = 0: no signal to assert), STEIN_LEARNED (the mlp: its gradient
+ * does not go through the world's estimators, the signal is asserted). */
+enum { STEIN_CONSTANT = -1, STEIN_LEARNED = -2 };
+
 static void check_stein(world_fix *f, const sl_baseline_ref *bl, int which, int t, int N)
 {
     enum { B = 1 };
@@ -480,9 +493,10 @@ static void check_stein(world_fix *f, const sl_baseline_ref *bl, int which, int 
             n_ent ? ent / n_ent : 0.0);
     ck_assert_msg(fabs(z) < 4.5, "%s: the Stein bracket's projected mean is %.2f se from 0",
                   bl->label, z);
-    if (which >= 0) {
+    if (which >= 0)
         ck_assert_msg(ent / n_ent > 0.5, "%s: responsibilities collapsed (H %.3f)", bl->label,
                       ent / n_ent);
+    if (which != STEIN_CONSTANT) {
         /* The premise, asserted before the conclusion: the wrong sign shifts the mean by
          * 2 sigma E[grad phi], many standard errors. */
         ck_assert_msg(signal > 20.0, "%s: 2 sigma |E grad phi| only %.1f se", bl->label, signal);
@@ -501,7 +515,7 @@ START_TEST(test_stein_zero_mean)
     bl_fix_init(&c, test_constant_entry(0), "{}", &f.ref);
     bl_fix_init(&dp, test_depth_entry(0), "{}", &f.ref);
     bl_fix_init(&nm, test_normal_entry(0), "{}", &f.ref);
-    check_stein(&f, &c.ref, -1, 900, 4000);
+    check_stein(&f, &c.ref, STEIN_CONSTANT, 900, 4000);
     check_stein(&f, &dp.ref, 0, 900, 30000);
     check_stein(&f, &nm.ref, 1, 900, 30000);
     bl_fix_free(&c), bl_fix_free(&dp), bl_fix_free(&nm);
@@ -798,6 +812,7 @@ static void positive_control(const char *weighting, sl_weighting wt)
 {
     /* 32 x 32, an asymmetric scene and 16 views: distinct enough views that the posterior
      * collapses at small and middle t (asserted per bin from the prior's own entropy). */
+    test_weighting = wt;   /* the draws carry w(t) of this weighting, as the run's would */
     world_fix f;
     world_fix_init_yaml(&f, "prompt: " PC_PROMPT "\nresolution: 32\nazimuths: 8\n"
                         "elevations: [0, 30]\ndistances: [1.8]\nfovy: 50\ncache: false\n"
@@ -808,11 +823,11 @@ static void positive_control(const char *weighting, sl_weighting wt)
     enum { BINS = 10, TRAIN = 3000, TEST = 1500 };
     char yaml[256];
     snprintf(yaml, sizeof yaml, "mu: {shape: tbins, bins: %d, fit: least_squares, decay: 1, "
-             "ridge: 0}\nfit_weighting: %s\n", BINS, weighting);
+             "ridge: 0}\n", BINS);
     ssd_fix lsq;
     ssd_fix_init(&lsq, yaml, &f.ref, &c.ref, 1);
     snprintf(yaml, sizeof yaml, "mu: {shape: tbins, bins: %d, fit: adam, lr: [0, 0.05, 0.002, "
-             "%d]}\nfit_weighting: %s\n", BINS, TRAIN, weighting);
+             "%d]}\n", BINS, TRAIN);
     ssd_fix adam_x;
     ssd_fix_init(&adam_x, yaml, &f.ref, &c.ref, 1);
     /* x0 = the bank view farthest from its nearest other view. */
@@ -904,7 +919,7 @@ static void positive_control(const char *weighting, sl_weighting wt)
                 pred_sds[b] += wv * wv * (a - 1) * (a - 1);
             }
     }
-    fprintf(stderr, "positive control (fit_weighting %s): bin, draws, H(r), leak model err, "
+    fprintf(stderr, "positive control (weighting %s): bin, draws, H(r), leak model err, "
             "mu lsq, empirical mu*, leak-model mu*, population mu*, mu adam\n", weighting);
     int collapsed = 0;
     for (int b = 0; b < BINS; b++) {
@@ -975,6 +990,7 @@ static void positive_control(const char *weighting, sl_weighting wt)
     draw_free(&d);
     ssd_fix_free(&lsq);
     ssd_fix_free(&adam_x);
+    test_weighting = SL_WEIGHT_SDS;
     bl_fix_free(&c);
     world_fix_free(&f);
 }
@@ -1226,6 +1242,480 @@ END_TEST
 
 /* ------------------------------------------------------------------ checkpoints */
 
+/* ------------------------------------------------------------------ the mlp baseline */
+
+/* A double copy of the mlp's forward and input gradient (plugins/baselines/mlp.c) for batch
+ * element b of ctx, with parameters theta (the store's layout, (total,)) and x (H, W, C) in
+ * place of ctx->x_t's element b. grad: (D,) written, or NULL. */
+static double mlp_ref(const mlp_state *s, const double *theta, const sl_estimator_ctx *ctx,
+                      int b, const double *x, double *grad)
+{
+    const int Z = s->Z, Hd = s->Hd, half = s->time_dim / 2, G = s->grid;
+    double *z = calloc((size_t)Z, 8), *u = calloc((size_t)Hd, 8), *gz = calloc((size_t)Z, 8);
+    for (int y = 0; y < s->H; y++)
+        for (int x0 = 0; x0 < s->W; x0++)
+            for (int c = 0; c < s->C; c++)
+                z[((y / s->kh) * G + x0 / s->kw) * s->C + c] +=
+                    x[((size_t)y * s->W + x0) * s->C + c] / ((double)s->kh * s->kw);
+    double *e = z + s->Gx;
+    const double t = ctx->t[b];
+    e[0] = t / s->T;
+    for (int i = 0; i < half; i++) {
+        const double a = t * (double)sl_time_freq(i, half, 10000.0f);
+        e[1 + i] = sin(a);
+        e[1 + half + i] = cos(a);
+    }
+    const double az = ctx->cams[b].azimuth_deg * (3.14159265358979323846 / 180.0);
+    const double el = ctx->cams[b].elevation_deg * (3.14159265358979323846 / 180.0);
+    e[1 + 2 * half] = cos(az), e[2 + 2 * half] = sin(az);
+    e[3 + 2 * half] = cos(el), e[4 + 2 * half] = sin(el);
+    const double *w1 = theta + s->params.tensors[s->i_w1].offset;
+    const double *b1 = theta + s->params.tensors[s->i_b1].offset;
+    const double *w2 = theta + s->params.tensors[s->i_w2].offset;
+    const double *b2 = theta + s->params.tensors[s->i_b2].offset;
+    double phi = b2[0];
+    for (int j = 0; j < Hd; j++) {
+        double a = b1[j];
+        for (int k = 0; k < Z; k++)
+            a += w1[(size_t)j * Z + k] * z[k];
+        const double sg = 1.0 / (1.0 + exp(-a));
+        phi += w2[j] * a * sg;
+        u[j] = w2[j] * sg * (1.0 + a * (1.0 - sg));
+    }
+    if (grad) {
+        for (int k = 0; k < s->Gx; k++)
+            for (int j = 0; j < Hd; j++)
+                gz[k] += w1[(size_t)j * Z + k] * u[j];
+        for (int y = 0; y < s->H; y++)
+            for (int x0 = 0; x0 < s->W; x0++)
+                for (int c = 0; c < s->C; c++)
+                    grad[((size_t)y * s->W + x0) * s->C + c] =
+                        gz[((y / s->kh) * G + x0 / s->kw) * s->C + c] / ((double)s->kh * s->kw);
+    }
+    free(z), free(u), free(gz);
+    return phi;
+}
+
+/* J(theta) = (1/N) sum w^2 |eps_hat - eps phi + sigma grad phi|^2 over the draws, in double.
+ * frozen: (n, B, D) grad phi to use instead of the network's (the first-order-only
+ * objective, for the non-vacuity check), or NULL. */
+static double mlp_ref_objective(const mlp_state *s, const double *theta,
+                                const sl_estimator_ctx *const *ctxs, int n, const double *frozen)
+{
+    const size_t D = s->D;
+    double *x = malloc(D * 8), *g = malloc(D * 8), sum = 0, count = 0;
+    for (int k = 0; k < n; k++)
+        for (int b = 0; b < ctxs[k]->batch; b++) {
+            const sl_estimator_ctx *c = ctxs[k];
+            const size_t off = (size_t)b * D;
+            for (size_t i = 0; i < D; i++)
+                x[i] = c->x_t[off + i];
+            const double phi = mlp_ref(s, theta, c, b, x, g);
+            const double *gp = frozen ? frozen + ((size_t)k * c->batch + b) * D : g;
+            const double w2 = c->weight[b] * c->weight[b];
+            for (size_t i = 0; i < D; i++) {
+                const double r = (double)c->eps_hat[off + i] - (double)c->eps[off + i] * phi +
+                                 c->sigma[b] * gp[i];
+                sum += w2 * r * r;
+            }
+            count += (double)D;
+        }
+    free(x), free(g);
+    return sum / count;
+}
+
+/* Gives the untrained network random output weights (w2 = 0 at initialisation would make
+ * grad phi vanish and the checks vacuous). */
+static void mlp_randomize_head(mlp_state *s, double scale, uint32_t sample)
+{
+    float *w2 = sl_nn_param(&s->params, s->i_w2), *b1 = sl_nn_param(&s->params, s->i_b1);
+    sl_rng_key k = { .seed = 21, .step = 0, .stream = 0x31, .sample = sample };
+    sl_rng_normal(k, 0, (size_t)s->Hd, w2);
+    sl_rng_normal(k, (uint64_t)s->Hd, (size_t)s->Hd, b1);
+    for (int j = 0; j < s->Hd; j++)
+        w2[j] *= (float)scale, b1[j] *= 0.5f;
+}
+
+/* phi and grad_x phi against the double copy; dJ/dpsi (the second-order pass) against
+ * central differences of the double objective; thread-count determinism of both. */
+START_TEST(test_mlp_gradients)
+{
+    world_fix f;
+    world_fix_init(&f, "prior_bandwidth: 0.6\nguidance_scale: 3\n");
+    bl_fix m;
+    bl_fix_init(&m, test_mlp_entry(0), "{grid: 4, hidden: 12, time_dim: 6}", &f.ref);
+    mlp_state *s = m.ref.state;
+    mlp_randomize_head(s, 1.0, 0);
+    enum { B = 2, NS = 2 };
+    sl_camera cams[B];
+    sl_camera_orbit(20.0f, 10.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[0]);
+    sl_camera_orbit(-100.0f, 30.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[1]);
+    render_fix rf;
+    render_fix_init(&rf, &f, cams, B, f.R, f.R);
+    draw ds[NS];
+    const sl_estimator_ctx *cps[NS];
+    for (int k = 0; k < NS; k++) {
+        int t[B] = { 300 + 400 * k, 850 - 200 * k };
+        draw_init(&ds[k], &f, B);
+        draw_make(&ds[k], &f, rf.x0, cams, &rf.r, t, (uint32_t)(60 + k), 3, k, 1);
+        cps[k] = &ds[k].ctx;
+    }
+    const size_t D = f.D, P = s->params.total;
+    double *theta = malloc(P * 8), *x = malloc(D * 8), *gref = malloc(D * 8);
+    for (size_t i = 0; i < P; i++)
+        theta[i] = s->params.data[i];
+    /* phi and grad_x phi: float against double, and grad_x phi against differences of phi
+     * along the gradient and a random direction (h = 1e-3 on |x| ~ 1: truncation ~1e-6). */
+    float phi[B], *g = malloc(B * D * 4);
+    sl_error err = { "" };
+    ck_assert_int_eq(m.ref.vt->eval(s, &ds[0].ctx, phi, g, &err), SL_OK);
+    double *dir = malloc(D * 8);
+    for (int b = 0; b < B; b++) {
+        for (size_t i = 0; i < D; i++)
+            x[i] = ds[0].ctx.x_t[b * D + i];
+        const double pr = mlp_ref(s, theta, &ds[0].ctx, b, x, gref);
+        ck_assert_msg(fabs(phi[b] - pr) < 1e-5 * (1 + fabs(pr)), "phi %.8g, double %.8g",
+                      phi[b], pr);
+        double gn = 0, gdiff = 0;
+        for (size_t i = 0; i < D; i++) {
+            gn += gref[i] * gref[i];
+            gdiff = fmax(gdiff, fabs(g[b * D + i] - gref[i]));
+        }
+        gn = sqrt(gn);
+        ck_assert_msg(gn > 1e-3, "|grad phi| = %.3g is trivial", gn);
+        ck_assert_msg(gdiff < 1e-5 * gn, "grad phi: float vs double %.3g (|g| %.3g)", gdiff, gn);
+        for (int dd = 0; dd < 2; dd++) {
+            if (dd == 0)
+                for (size_t i = 0; i < D; i++)
+                    dir[i] = gref[i] / gn;
+            else
+                unit_normal((uint32_t)(70 + b), D, dir);
+            const double h = 1e-3;
+            double an = 0;
+            for (size_t i = 0; i < D; i++) {
+                an += gref[i] * dir[i];
+                x[i] = ds[0].ctx.x_t[b * D + i] + h * dir[i];
+            }
+            const double fp = mlp_ref(s, theta, &ds[0].ctx, b, x, NULL);
+            for (size_t i = 0; i < D; i++)
+                x[i] = ds[0].ctx.x_t[b * D + i] - h * dir[i];
+            const double fm = mlp_ref(s, theta, &ds[0].ctx, b, x, NULL);
+            const double fd = (fp - fm) / (2 * h);
+            ck_assert_msg(fabs(fd - an) < 1e-6 * gn + 1e-6 * fabs(an), "<grad phi, u> %.10g, "
+                          "differences %.10g", an, fd);
+        }
+    }
+    /* dJ/dpsi: the plugin's float gradient against central differences of the double
+     * objective (h = 1e-4; truncation ~1e-8, rounding ~1e-12), per coordinate of a
+     * selection in every tensor: |fd - g| <= 2e-4 max|g| + 1e-3 |g| (float forward and
+     * float accumulation carry ~1e-6 relative). Twice: on the draws, and with eps set to 0
+     * in them (x_t kept), where the eps phi term vanishes and the whole gradient comes from
+     * the second-order path through grad phi (the frozen-grad-phi objective then has zero
+     * gradient, so that check cannot pass by the first-order terms alone). */
+    const double N = (double)NS * B * D;
+    double total = 0, J0 = 0;
+    float *ga = malloc(P * 4);
+    double *frozen = malloc((size_t)NS * B * D * 8);
+    double worst = 0, second_order = 0;
+    int checked = 0;
+    for (int variant = 0; variant < 2; variant++) {
+        if (variant == 1)
+            for (int k = 0; k < NS; k++)
+                memset(ds[k].eps, 0, B * D * 4);
+        sl_nn_params_zero_grad(&s->params);
+        ck_assert_int_eq(mlp_accumulate(s, cps, NS, 1.0 / N, &total, &err), SL_OK);
+        J0 = mlp_ref_objective(s, theta, cps, NS, NULL);
+        ck_assert_msg(fabs(total / N - J0) < 1e-5 * J0, "objective %.8g, double %.8g",
+                      total / N, J0);
+        memcpy(ga, s->params.grad, P * 4);
+        for (int k = 0; k < NS; k++)   /* grad phi held fixed: the first-order-only objective */
+            for (int b = 0; b < B; b++) {
+                for (size_t i = 0; i < D; i++)
+                    x[i] = cps[k]->x_t[b * D + i];
+                mlp_ref(s, theta, cps[k], b, x, frozen + ((size_t)k * B + b) * D);
+            }
+        double gmax = 0;
+        for (size_t i = 0; i < P; i++)
+            gmax = fmax(gmax, fabs(ga[i]));
+        ck_assert(gmax > 0);
+        const double h = 1e-4;
+        double so = 0;
+        for (size_t ti = 0; ti < s->params.n; ti++) {
+            const sl_nn_tensor *tn = &s->params.tensors[ti];
+            const size_t step = tn->numel > 40 ? tn->numel / 40 : 1;
+            for (size_t j = 0; j < tn->numel; j += step) {
+                const size_t i = tn->offset + j;
+                const double keep = theta[i];
+                theta[i] = keep + h;
+                const double jp = mlp_ref_objective(s, theta, cps, NS, NULL);
+                const double jpf = mlp_ref_objective(s, theta, cps, NS, frozen);
+                theta[i] = keep - h;
+                const double jm = mlp_ref_objective(s, theta, cps, NS, NULL);
+                const double jmf = mlp_ref_objective(s, theta, cps, NS, frozen);
+                theta[i] = keep;
+                const double fd = (jp - jm) / (2 * h), fdf = (jpf - jmf) / (2 * h);
+                const double tol = 2e-4 * gmax + 1e-3 * fabs(ga[i]);
+                ck_assert_msg(fabs(fd - ga[i]) <= tol, "variant %d %s[%zu]: gradient %.8g, "
+                              "differences %.8g", variant, tn->name, j, ga[i], fd);
+                worst = fmax(worst, fabs(fd - ga[i]) / gmax);
+                so = fmax(so, fabs(fd - fdf) / tol);
+                checked++;
+            }
+        }
+        if (variant == 1)   /* the second-order path is what is being checked */
+            ck_assert_msg(so > 100, "the grad-phi term moves dJ/dpsi by only %.1f "
+                          "tolerances", so);
+        second_order = fmax(second_order, so);
+    }
+    /* Thread-count determinism: eval and the gradient, 1 thread against 3. */
+    float *g1 = malloc(B * D * 4), *ga1 = malloc(P * 4), phi1[B];
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    ck_assert_int_eq(m.ref.vt->eval(s, &ds[1].ctx, phi1, g1, &err), SL_OK);
+    sl_nn_params_zero_grad(&s->params);
+    ck_assert_int_eq(mlp_accumulate(s, cps, NS, 1.0 / N, &total, &err), SL_OK);
+    memcpy(ga1, s->params.grad, P * 4);
+    omp_set_num_threads(3);
+    ck_assert_int_eq(m.ref.vt->eval(s, &ds[1].ctx, phi, g, &err), SL_OK);
+    sl_nn_params_zero_grad(&s->params);
+    ck_assert_int_eq(mlp_accumulate(s, cps, NS, 1.0 / N, &total, &err), SL_OK);
+    omp_set_num_threads(threads);
+    ck_assert_mem_eq(phi1, phi, sizeof phi);
+    ck_assert_mem_eq(g1, g, B * D * 4);
+    ck_assert_mem_eq(ga1, s->params.grad, P * 4);
+    fprintf(stderr, "mlp gradients: %zu parameters, %d coordinates checked, objective %.4g, "
+            "max |fd - g| / max|g| %.1e, second-order term up to %.0f tolerances\n", P, checked,
+            J0, worst, second_order);
+    free(theta), free(x), free(gref), free(g), free(dir), free(ga), free(frozen), free(g1);
+    free(ga1);
+    for (int k = 0; k < NS; k++)
+        draw_free(&ds[k]);
+    render_fix_free(&rf);
+    bl_fix_free(&m);
+    world_fix_free(&f);
+}
+END_TEST
+
+/* Stein's identity for the learned baseline (with random output weights, so grad phi is
+ * far from 0), and a grid that does not divide the prior's size is refused. */
+START_TEST(test_mlp_stein_zero_mean)
+{
+    world_fix f;
+    world_fix_init(&f, "prior_bandwidth: 0.6\nguidance_scale: 1\n");
+    bl_fix m;
+    bl_fix_init(&m, test_mlp_entry(0), "{grid: 4, hidden: 16}", &f.ref);
+    mlp_randomize_head(m.ref.state, 3.0, 1);
+    check_stein(&f, &m.ref, STEIN_LEARNED, 900, 20000);
+    bl_fix_free(&m);
+    bl_fix bad;
+    sl_error err = { "" };
+    ck_assert_int_eq(bl_fix_try(&bad, test_mlp_entry(0), "{grid: 5}", &f.ref, &err), SL_ERR_SPEC);
+    ck_assert_msg(strstr(err.msg, "grid 5") && strstr(err.msg, "16x16"), "%s", err.msg);
+    bl_fix_free(&bad);
+    world_fix_free(&f);
+}
+END_TEST
+
+/* Training lowers the second moment where a baseline can help: the over-smoothed prior of
+ * the positive control (eps_hat = a(t) eps in collapsed bins), where phi = a(t) would remove
+ * the leak. The untrained network is phi = 1 (SDS); after training on TRAIN draws (uniform
+ * weighting), the second moment of eps_hat - (eps phi - sigma grad phi) on held-out draws,
+ * against SDS's on the same draws. */
+START_TEST(test_mlp_training_lowers_second_moment)
+{
+    test_weighting = SL_WEIGHT_UNIFORM;
+    world_fix f;
+    world_fix_init_yaml(&f, "prompt: " PC_PROMPT "\nresolution: 32\nazimuths: 8\n"
+                        "elevations: [0, 30]\ndistances: [1.8]\nfovy: 50\ncache: false\n"
+                        "unconditional: all_buckets\nconditioning: none\nbandwidth: 0.05\n"
+                        "prior_bandwidth: 0.3\nguidance_scale: 1\n");
+    bl_fix m;
+    bl_fix_init(&m, test_mlp_entry(0), "{grid: 4, hidden: 32, lr: 0.003}", &f.ref);
+    const world_state *w = f.w;
+    const size_t D = f.D;
+    const size_t view = w->prompt_views[3];
+    sl_camera cam = w->bank.cams[view];
+    float *x0 = malloc(D * 4);
+    for (size_t i = 0; i < D; i++)
+        x0[i] = world_bank_get(w->bank.x, w->bank.storage, view * D + i);
+    sl_render rnd = { .batch = 1, .height = f.R, .width = f.R };
+    draw d;
+    draw_init(&d, &f, 1);
+    enum { TRAIN = 1500, TEST = 400 };
+    float phi, *g = malloc(D * 4);
+    sl_rng_key tk = { .seed = 19, .step = 0, .stream = 0x7c, .sample = 0 };
+    sl_error err = { "" };
+    double before = 0, after = 0, sds = 0;
+    for (int phase = 0; phase < 3; phase++) {
+        const int n = phase == 1 ? TRAIN : TEST;
+        for (int k = 0; k < n; k++) {
+            /* held-out draws: the same TEST draws before (phase 0) and after (phase 2) */
+            const uint64_t idx = phase == 1 ? (uint64_t)(TEST + k) : (uint64_t)k;
+            int t = (int)sl_rng_int1(tk, idx, 20, 980);
+            draw_make(&d, &f, x0, &cam, &rnd, &t, (uint32_t)idx, (int64_t)idx, 0, 1);
+            if (phase == 1) {
+                const sl_estimator_ctx *cp = &d.ctx;
+                ck_assert_msg(m.ref.vt->update(m.ref.state, &cp, 1, &err) == SL_OK, "%s",
+                              err.msg);
+                continue;
+            }
+            ck_assert_int_eq(m.ref.vt->eval(m.ref.state, &d.ctx, &phi, g, &err), SL_OK);
+            double sum = 0, ssum = 0;
+            for (size_t i = 0; i < D; i++) {
+                const double r = (double)d.eps_hat[i] - (double)d.eps[i] * phi +
+                                 d.sigma[0] * (double)g[i];
+                const double e = (double)d.eps_hat[i] - d.eps[i];
+                sum += r * r;
+                ssum += e * e;
+            }
+            if (phase == 0) {
+                before += sum;
+                sds += ssum;
+            } else {
+                after += sum;
+            }
+        }
+    }
+    fprintf(stderr, "mlp training (over-smoothed prior, uniform w, %d draws): held-out second "
+            "moment / SDS's: %.4f untrained, %.4f trained\n", TRAIN, before / sds, after / sds);
+    /* Untrained it is the constant baseline: SDS exactly. */
+    ck_assert_double_eq_tol(before / sds, 1.0, 1e-6);
+    ck_assert_msg(after < 0.5 * sds, "trained second moment %.4f of SDS's", after / sds);
+    free(x0), free(g);
+    draw_free(&d);
+    bl_fix_free(&m);
+    world_fix_free(&f);
+    test_weighting = SL_WEIGHT_SDS;
+}
+END_TEST
+
+/* ------------------------------------------------------------------ probe statistics */
+
+/* probe_stats: the oracle mu of the probe's draws against a direct solve of the normal
+ * equations built here from the baselines' brackets, its second moment against a direct
+ * pass, and the second moments with the mu in use and SDS's. */
+START_TEST(test_probe_oracle)
+{
+    world_fix f;
+    world_fix_init(&f, "prior_bandwidth: 0.6\nguidance_scale: 3\n");
+    bl_fix c, dp;
+    bl_fix_init(&c, test_constant_entry(0), "{}", &f.ref);
+    bl_fix_init(&dp, test_depth_entry(0), "{}", &f.ref);
+    const sl_baseline_ref refs[2] = { c.ref, dp.ref };
+    enum { B = 2, K = 4, J = 2 };
+    sl_camera cams[B];
+    sl_camera_orbit(20.0f, 10.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[0]);
+    sl_camera_orbit(-100.0f, 30.0f, 1.8f, NULL, 50.0f, f.R, f.R, &cams[1]);
+    render_fix rf;
+    render_fix_init(&rf, &f, cams, B, f.R, f.R);
+    const size_t D = f.D;
+    draw ds[K];
+    const sl_estimator_ctx *cps[K];
+    float *delta = malloc(B * D * 4), *g = malloc(B * D * 4), *cj = malloc(K * J * B * D * 4);
+    static const char *const shapes[] = { "scalar", "channel" };
+    for (int sh = 0; sh < 2; sh++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "mu: {shape: %s, fit: none, value: 0.8}\n", shapes[sh]);
+        ssd_fix x;
+        ssd_fix_init(&x, yaml, &f.ref, refs, J);
+        const int M = sh == 0 ? 1 : 3;
+        sl_error err = { "" };
+        for (int k = 0; k < K; k++) {
+            int t[B] = { 500 + 100 * k, 900 - 60 * k };
+            draw_init(&ds[k], &f, B);
+            draw_make(&ds[k], &f, rf.x0, cams, &rf.r, t, (uint32_t)(80 + k), 4, k, 1);
+            cps[k] = &ds[k].ctx;
+            ck_assert_int_eq(ssd_delta(x.s, cps[k], delta, &err), SL_OK);
+            float phi[B];
+            for (int j = 0; j < J; j++) {
+                ck_assert_int_eq(refs[j].vt->eval(refs[j].state, cps[k], phi, g, &err), SL_OK);
+                for (int b = 0; b < B; b++)
+                    for (size_t i = 0; i < D; i++)
+                        cj[((size_t)(k * J + j) * B + b) * D + i] =
+                            (float)((double)ds[k].eps[b * D + i] * phi[b] -
+                                    ds[k].sigma[b] * (double)g[b * D + i]);
+            }
+        }
+        sl_probe_stat st[16];
+        size_t n = 0;
+        ck_assert_int_eq(ssd_probe_stats(x.s, NULL, 0, st, 16, &n, &err), SL_OK);
+        ck_assert_int_eq(n, 3 * J + 3);
+        ck_assert_str_eq(st[0].name, "oracle_mu_constant_mean");
+        ck_assert_str_eq(st[5].name, "oracle_mu_depth_max");
+        ck_assert_str_eq(st[3 * J + 1].name, "oracle_second_moment");
+        ck_assert_int_eq(ssd_probe_stats(x.s, cps, K, st, 16, &n, &err), SL_OK);
+        ck_assert_int_eq(ssd_probe_stats(x.s, cps, K, st, 4, &n, &err), SL_ERR_INVALID_ARG);
+        n = 3 * J + 3;
+        /* The direct solve, per index. */
+        double A[3][J * J] = { { 0 } }, bv[3][J] = { { 0 } }, mu[3][J];
+        for (int k = 0; k < K; k++)
+            for (int b = 0; b < B; b++) {
+                const double w2 = ds[k].weight[b] * ds[k].weight[b];
+                for (size_t i = 0; i < D; i++) {
+                    const int m = sh == 0 ? 0 : (int)(i % 3);
+                    for (int j = 0; j < J; j++) {
+                        const double a = cj[((size_t)(k * J + j) * B + b) * D + i];
+                        bv[m][j] += w2 * a * ds[k].eps_hat[b * D + i];
+                        for (int q = 0; q < J; q++)
+                            A[m][j * J + q] += w2 * a * cj[((size_t)(k * J + q) * B + b) * D + i];
+                    }
+                }
+            }
+        for (int m = 0; m < M; m++) {
+            memcpy(mu[m], bv[m], sizeof mu[m]);
+            solve_dense(A[m], mu[m], J);
+        }
+        double jo = 0, ju = 0, js = 0, cnt = 0;
+        for (int k = 0; k < K; k++)
+            for (int b = 0; b < B; b++) {
+                const double w2 = ds[k].weight[b] * ds[k].weight[b];
+                for (size_t i = 0; i < D; i++) {
+                    const int m = sh == 0 ? 0 : (int)(i % 3);
+                    double h = 0, hu = 0;
+                    for (int j = 0; j < J; j++) {
+                        const double a = cj[((size_t)(k * J + j) * B + b) * D + i];
+                        h += mu[m][j] * a;
+                        hu += 0.8 * a;
+                    }
+                    const double e = ds[k].eps_hat[b * D + i];
+                    jo += w2 * (e - h) * (e - h);
+                    ju += w2 * (e - hu) * (e - hu);
+                    js += w2 * (e - ds[k].eps[b * D + i]) * (e - ds[k].eps[b * D + i]);
+                    cnt += 1;
+                }
+            }
+        for (int j = 0; j < J; j++) {
+            double sum = 0, lo = INFINITY, hi = -INFINITY;
+            for (int m = 0; m < M; m++)
+                sum += mu[m][j], lo = fmin(lo, mu[m][j]), hi = fmax(hi, mu[m][j]);
+            ck_assert_msg(fabs(st[3 * j].value - sum / M) < 1e-7 * (1 + fabs(sum / M)),
+                          "%s baseline %d: oracle mu %.10g, direct %.10g", shapes[sh], j,
+                          st[3 * j].value, sum / M);
+            ck_assert(fabs(st[3 * j + 1].value - lo) < 1e-7 * (1 + fabs(lo)));
+            ck_assert(fabs(st[3 * j + 2].value - hi) < 1e-7 * (1 + fabs(hi)));
+        }
+        ck_assert_msg(fabs(st[3 * J + 1].value - jo / cnt) < 1e-7 * (jo / cnt), "oracle J "
+                      "%.10g, direct %.10g", st[3 * J + 1].value, jo / cnt);
+        ck_assert(fabs(st[3 * J].value - ju / cnt) < 1e-7 * (ju / cnt));
+        ck_assert(fabs(st[3 * J + 2].value - js / cnt) < 1e-7 * (js / cnt));
+        ck_assert(st[3 * J + 1].value <= st[3 * J].value);
+        /* A diagnostic: mu in use is untouched. */
+        for (size_t m = 0; m < x.s->J * x.s->M; m++)
+            ck_assert_double_eq(x.s->mu[m], 0.8);
+        fprintf(stderr, "probe oracle (%s): mu constant %.4f depth %.4f, J oracle %.5g, in "
+                "use %.5g, SDS %.5g\n", shapes[sh], st[0].value, st[3].value,
+                st[3 * J + 1].value, st[3 * J].value, st[3 * J + 2].value);
+        for (int k = 0; k < K; k++)
+            draw_free(&ds[k]);
+        ssd_fix_free(&x);
+    }
+    free(delta), free(g), free(cj);
+    render_fix_free(&rf);
+    bl_fix_free(&c), bl_fix_free(&dp);
+    world_fix_free(&f);
+}
+END_TEST
+
 START_TEST(test_save_load_bit_exact)
 {
     world_fix f;
@@ -1343,6 +1833,16 @@ int main(void)
     tcase_add_test(tc, test_positive_control_uniform);
     tcase_add_test(tc, test_positive_control_sds);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("probe");   /* probe_stats: the oracle mu (CK_RUN_CASE=probe) */
+    tcase_set_timeout(tp, 600);
+    tcase_add_test(tp, test_probe_oracle);
+    suite_add_tcase(s, tp);
+    TCase *tm = tcase_create("mlp");   /* the learned baseline (CK_RUN_CASE=mlp) */
+    tcase_set_timeout(tm, 600);
+    tcase_add_test(tm, test_mlp_gradients);
+    tcase_add_test(tm, test_mlp_stein_zero_mean);
+    tcase_add_test(tm, test_mlp_training_lowers_second_moment);
+    suite_add_tcase(s, tm);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -36,8 +36,9 @@
  *     (A_m + lambda_m I) mu_m = b_m + lambda_m mu0,   lambda_m = ridge tr(A_m) / J
  * by Cholesky (a ridge relative to the data's scale that shrinks toward the initial value
  * mu0 = mu.value, so an index without data keeps mu0); `none` keeps mu = mu.value.
- * w is the core's weighting chosen by the parameter fit_weighting (the estimator section's
- * `weighting` belongs to the core and is not visible to the plugin: keep the two equal).
+ * w is the run's weighting (the estimator section's `weighting`), which the host passes per
+ * batch element in ctx->weight: mu minimises the second moment of the very direction the
+ * core back-propagates.
  *
  * Unbiasedness. mu is fitted only in update(), which the driver calls after the step's
  * directions were used, on that step's samples; delta() only reads mu. So the mu that
@@ -102,7 +103,6 @@ typedef struct ssd_state {
     double mu0;                  /* mu.value */
     sl_schedule lr;
     double decay, ridge;
-    sl_weighting fit_weighting;
     double *mu;                  /* (J, M) */
     double *adam_m, *adam_v;     /* (J, M) Adam's moments */
     int64_t adam_t;              /* Adam steps taken */
@@ -121,6 +121,9 @@ typedef struct ssd_state {
     /* series names */
     char (*names)[3][SSD_NAME_MAX];   /* (J, 3) mean, min, max */
     char name_obj[SSD_NAME_MAX], name_obj_sds[SSD_NAME_MAX];
+    /* probe statistics (probe_stats): names, and the oracle fit's scratch */
+    char (*oracle_names)[3][SSD_NAME_MAX];   /* (J, 3) oracle mu mean, min, max */
+    double *oracle_a, *oracle_b, *oracle_e2, *oracle_mu;   /* (M,J,J), (M,J), (M,), (J,M) */
 } ssd_state;
 
 static const sl_param_def ssd_mu_defs[] = {
@@ -154,10 +157,6 @@ static const sl_param_def ssd_params[] = {
              "mu = 1; depth, normal need the representation's depth / normal)" },
     { .name = "mu", .type = SL_PARAM_SECTION, .section = &ssd_mu_schema,
       .doc = "the control-variate weights: shape, fit, value, lr, decay, ridge, bins" },
-    { .name = "fit_weighting", .type = SL_PARAM_CHOICE, .default_value = "sds",
-      .choices = "sds|uniform|fantasia3d",
-      .doc = "w(t) in the objective E|w(t) Delta|^2 that mu minimises; keep it equal to "
-             "the estimator's weighting" },
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -261,6 +260,11 @@ static void ssd_destroy(void *state)
         free(s->cache[k].c);
     free(s->cache);
     free(s->names);
+    free(s->oracle_names);
+    free(s->oracle_a);
+    free(s->oracle_b);
+    free(s->oracle_e2);
+    free(s->oracle_mu);
     free(s);
 }
 
@@ -304,9 +308,6 @@ static sl_status ssd_create(const sl_host *host, const sl_params *params, void *
     s->lr = sl_params_schedule(mu, "lr");
     s->decay = sl_params_float(mu, "decay");
     s->ridge = sl_params_float(mu, "ridge");
-    if ((st = sl_weighting_parse(sl_params_string(params, "fit_weighting"), &s->fit_weighting,
-                                 err)) != SL_OK)
-        goto fail;
 
     const size_t JM = s->J * s->M;
     s->mu = malloc(JM * sizeof *s->mu);
@@ -317,8 +318,9 @@ static sl_status ssd_create(const sl_host *host, const sl_params *params, void *
     s->grad_mu = calloc(JM, sizeof *s->grad_mu);
     s->sys = calloc(s->J * (s->J + 1), sizeof *s->sys);
     s->names = calloc(s->J, sizeof *s->names);
+    s->oracle_names = calloc(s->J, sizeof *s->oracle_names);
     if (!s->mu || !s->adam_m || !s->adam_v || !s->lsq_a || !s->lsq_b || !s->grad_mu ||
-        !s->sys || !s->names) {
+        !s->sys || !s->names || !s->oracle_names) {
         st = sl_error_set(err, SL_ERR_NOMEM, "ssd: out of memory (%zu baselines x %zu "
                           "weights)", s->J, s->M);
         goto fail;
@@ -330,6 +332,7 @@ static sl_status ssd_create(const sl_host *host, const sl_params *params, void *
     for (size_t j = 0; j < s->J; j++)
         for (int w = 0; w < 3; w++) {
             ssd_series_name(s->names[j][w], host->label, s->bl[j].label, j, what[w]);
+            ssd_series_name(s->oracle_names[j][w], "oracle", s->bl[j].label, j, what[w]);
             char doc[256];
             snprintf(doc, sizeof doc, "%s of the SSD weight mu of baseline '%s' used in the "
                      "step's directions (fitted on earlier steps)", what[w], s->bl[j].label);
@@ -360,6 +363,9 @@ static sl_status ssd_check_ctx(const ssd_state *s, const sl_estimator_ctx *ctx, 
         return sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: context of batch %d and size "
                             "%dx%dx%d, expected the prior's %dx%dx%d", ctx->batch, ctx->height,
                             ctx->width, ctx->channels, s->H, s->W, s->C);
+    if (!ctx->weight)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: the context carries no weighting "
+                            "w(t) (sl_estimator_ctx.weight)");
     return SL_OK;
 }
 
@@ -480,10 +486,12 @@ static sl_status ssd_delta(void *state, const sl_estimator_ctx *ctx, float *delt
     return SL_OK;
 }
 
-/* Solves (A + lambda I) x = b + lambda x0 for one index by Cholesky on s->sys; returns 0 when
- * the matrix is not positive definite (x untouched). a: (J, J), bv: (J,), x: (J,) strided. */
+/* Solves (A + lambda I) x = b + lambda x0 for one index by Cholesky on s->sys, lambda =
+ * ridge tr(A) / J, x0 = mu.value; returns 0 when the matrix is not positive definite (x
+ * untouched), 1 otherwise (also when A is 0: no data, x untouched). a: (J, J), bv: (J,),
+ * x: (J,) strided. */
 static int ssd_solve(ssd_state *s, const double *a, const double *bv, double *x,
-                     size_t stride)
+                     size_t stride, double ridge)
 {
     const size_t J = s->J;
     double tr = 0.0;
@@ -491,7 +499,7 @@ static int ssd_solve(ssd_state *s, const double *a, const double *bv, double *x,
         tr += a[j * J + j];
     if (!(tr > 0.0))
         return 1;   /* no data at this index yet: keep mu */
-    const double lambda = s->ridge * tr / (double)J;
+    const double lambda = ridge * tr / (double)J;
     double *L = s->sys;                /* (J, J) lower factor, then (J,) rhs in the last row */
     double *y = s->sys + J * J;
     for (size_t i = 0; i < J; i++)
@@ -523,6 +531,19 @@ static int ssd_solve(ssd_state *s, const double *a, const double *bv, double *x,
     for (size_t j = 0; j < J; j++)
         x[j * stride] = y[j];
     return 1;
+}
+
+/* The brackets of ctx: delta()'s, reused only for the very context they were computed on,
+ * else evaluated again. */
+static sl_status ssd_ctx_brackets(ssd_state *s, const sl_estimator_ctx *ctx, ssd_cache **out,
+                                  sl_error *err)
+{
+    ssd_cache *c = ctx->sample >= 0 && ctx->sample < s->n_cache ? &s->cache[ctx->sample] : NULL;
+    if (!c || !c->valid || c->step != ctx->step || c->batch != ctx->batch ||
+        c->key != ssd_ctx_key(s, ctx))
+        return ssd_brackets(s, ctx, out, err);
+    *out = c;
+    return SL_OK;
 }
 
 static void ssd_record_mu(const ssd_state *s)
@@ -560,17 +581,13 @@ static sl_status ssd_update(void *state, const sl_estimator_ctx *const *ctxs, in
         const sl_estimator_ctx *ctx = ctxs[k];
         if ((st = ssd_check_ctx(s, ctx, err)) != SL_OK)
             return st;
-        ssd_cache *c = ctx->sample >= 0 && ctx->sample < s->n_cache ? &s->cache[ctx->sample]
-                                                                   : NULL;
-        /* Reuse delta()'s brackets only for the very context they were computed on. */
-        if (!c || !c->valid || c->step != ctx->step || c->batch != ctx->batch ||
-            c->key != ssd_ctx_key(s, ctx))
-            if ((st = ssd_brackets(s, ctx, &c, err)) != SL_OK)
-                return st;
+        ssd_cache *c = NULL;
+        if ((st = ssd_ctx_brackets(s, ctx, &c, err)) != SL_OK)
+            return st;
         const int B = ctx->batch;
         const size_t stride = (size_t)B * s->D;
         for (int b = 0; b < B; b++) {
-            const double w = sl_diffusion_weight(s->diffusion, s->fit_weighting, ctx->t[b]);
+            const double w = ctx->weight[b];
             const double w2 = w * w;
             const size_t off = (size_t)b * s->D;
             for (size_t i = 0; i < s->D; i++) {
@@ -620,7 +637,7 @@ static sl_status ssd_update(void *state, const sl_estimator_ctx *const *ctxs, in
             for (size_t j = 0; j < J; j++)   /* mirror the lower triangle */
                 for (size_t q = j + 1; q < J; q++)
                     a[j * J + q] = a[q * J + j];
-            if (!ssd_solve(s, a, s->lsq_b + m * J, s->mu + m, M)) {
+            if (!ssd_solve(s, a, s->lsq_b + m * J, s->mu + m, M, s->ridge)) {
                 if (s->lsq_failed++ == 0)
                     s->host->log(s->host, SL_LOG_WARN, "ssd: step %lld: the normal equations "
                                  "of weight index %zu are singular (collinear baselines and "
@@ -637,6 +654,119 @@ static sl_status ssd_update(void *state, const sl_estimator_ctx *const *ctxs, in
             sl_error_prefix(err, "ssd: baseline '%s': update", s->bl[j].label);
             return st;
         }
+    return SL_OK;
+}
+
+/* ------------------------------------------------------------------ probe statistics */
+
+/* The least-squares oracle of a probe: mu fitted on the probe's own K draws (the same
+ * normal equations as the least-squares fit, without decay; a ridge of 1e-9 tr(A)/J only
+ * guards collinear baselines, e.g. an untrained mlp next to constant, where it picks the
+ * near-minimum-norm solution among the equally good ones), and the second
+ * moment J(mu) = (1/N) sum w^2 |eps_hat - sum_j mu_j c_j|^2 it reaches on those draws,
+ * next to J with the mu in use and SDS's. A diagnostic: it is fitted on the very samples it
+ * is scored on (so it is optimistic by about M J / N) and never used for a step. Per index
+ * m, J_m(mu) = e2_m - 2 mu . b_m + mu . A_m mu with e2_m = sum w^2 eps_hat^2, which gives
+ * the oracle's J without a second pass over the draws. An index whose system is singular
+ * keeps the mu in use. */
+#define SSD_ORACLE_RIDGE 1e-9
+static const char SSD_PROBE_J[] = "second_moment", SSD_PROBE_JO[] = "oracle_second_moment",
+                  SSD_PROBE_JS[] = "sds_second_moment";
+
+static sl_status ssd_probe_stats(void *state, const sl_estimator_ctx *const *ctxs, int n,
+                                 sl_probe_stat *out, size_t max, size_t *count, sl_error *err)
+{
+    ssd_state *s = state;
+    const size_t J = s->J, M = s->M, n_stats = 3 * J + 3;
+    if (max < n_stats)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: %zu probe statistics do not fit in "
+                            "%zu (%zu baselines)", n_stats, max, J);
+    for (size_t j = 0; j < J; j++)
+        for (int w = 0; w < 3; w++)
+            out[3 * j + w] = (sl_probe_stat){ s->oracle_names[j][w],
+                "least-squares oracle mu of a baseline fitted on the probe's own draws "
+                "(mean, min or max over its weights; a diagnostic)", NAN };
+    out[3 * J] = (sl_probe_stat){ SSD_PROBE_J, "(1/N) sum w^2 |Delta|^2 over the probe's "
+                                  "draws with the mu in use", NAN };
+    out[3 * J + 1] = (sl_probe_stat){ SSD_PROBE_JO, "the same with the oracle mu (fitted on "
+                                      "these draws: optimistic)", NAN };
+    out[3 * J + 2] = (sl_probe_stat){ SSD_PROBE_JS, "the same with Delta = eps_hat - eps "
+                                      "(SDS)", NAN };
+    *count = n_stats;
+    if (!ctxs || n < 1)
+        return SL_OK;
+    if (!s->oracle_a) {
+        s->oracle_a = malloc(M * J * J * sizeof *s->oracle_a);
+        s->oracle_b = malloc(M * J * sizeof *s->oracle_b);
+        s->oracle_e2 = malloc(M * sizeof *s->oracle_e2);
+        s->oracle_mu = malloc(J * M * sizeof *s->oracle_mu);
+        if (!s->oracle_a || !s->oracle_b || !s->oracle_e2 || !s->oracle_mu)
+            return sl_error_set(err, SL_ERR_NOMEM, "ssd: out of memory (probe oracle)");
+    }
+    double *A = s->oracle_a, *bv = s->oracle_b, *e2 = s->oracle_e2, *mu = s->oracle_mu;
+    memset(A, 0, M * J * J * sizeof *A);
+    memset(bv, 0, M * J * sizeof *bv);
+    memset(e2, 0, M * sizeof *e2);
+    memcpy(mu, s->mu, J * M * sizeof *mu);
+    double j_use = 0, j_sds = 0, total = 0;
+    sl_status st = SL_OK;
+    for (int k = 0; k < n; k++) {
+        const sl_estimator_ctx *ctx = ctxs[k];
+        ssd_cache *c = NULL;
+        if ((st = ssd_check_ctx(s, ctx, err)) != SL_OK ||
+            (st = ssd_ctx_brackets(s, ctx, &c, err)) != SL_OK)
+            return st;
+        const int B = ctx->batch;
+        const size_t stride = (size_t)B * s->D;
+        for (int b = 0; b < B; b++) {
+            const double w2 = ctx->weight[b] * ctx->weight[b];
+            const size_t off = (size_t)b * s->D;
+            for (size_t i = 0; i < s->D; i++) {
+                const size_t m = ssd_index(s, i, ctx->t[b]);
+                const double e_hat = ctx->eps_hat[off + i];
+                const double d = e_hat - ssd_h(s, c->c, B, b, i, m);
+                const double d_sds = e_hat - (double)ctx->eps[off + i];
+                j_use += w2 * d * d;
+                j_sds += w2 * d_sds * d_sds;
+                e2[m] += w2 * e_hat * e_hat;
+                for (size_t j = 0; j < J; j++) {
+                    const double cj = c->c[j * stride + off + i];
+                    bv[m * J + j] += w2 * cj * e_hat;
+                    for (size_t q = 0; q < J; q++)
+                        A[(m * J + j) * J + q] += w2 * cj * (double)c->c[q * stride + off + i];
+                }
+            }
+            total += (double)s->D;
+        }
+    }
+    double j_oracle = 0;
+    for (size_t m = 0; m < M; m++) {
+        const double *a = A + m * J * J, *bm = bv + m * J;
+        ssd_solve(s, a, bm, mu + m, M, SSD_ORACLE_RIDGE);   /* singular: mu in use kept */
+        double jm = e2[m];
+        for (size_t j = 0; j < J; j++) {
+            const double mj = mu[j * M + m];
+            jm -= 2.0 * mj * bm[j];
+            for (size_t q = 0; q < J; q++)
+                jm += mj * a[j * J + q] * mu[q * M + m];
+        }
+        j_oracle += jm;
+    }
+    for (size_t j = 0; j < J; j++) {
+        const double *mj = mu + j * M;
+        double sum = 0, lo = mj[0], hi = mj[0];
+        for (size_t m = 0; m < M; m++) {
+            sum += mj[m];
+            lo = fmin(lo, mj[m]);
+            hi = fmax(hi, mj[m]);
+        }
+        out[3 * j].value = sum / (double)M;
+        out[3 * j + 1].value = lo;
+        out[3 * j + 2].value = hi;
+    }
+    out[3 * J].value = j_use / total;
+    out[3 * J + 1].value = j_oracle / total;
+    out[3 * J + 2].value = j_sds / total;
     return SL_OK;
 }
 
@@ -699,6 +829,7 @@ static const sl_estimator_vtable ssd_vtable = {
     .update = ssd_update,
     .save_state = ssd_save_state,
     .load_state = ssd_load_state,
+    .probe_stats = ssd_probe_stats,
 };
 
 static const sl_plugin ssd_plugin = {

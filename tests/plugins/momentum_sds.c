@@ -3,6 +3,7 @@
  * the step's draws of eps_hat - eps. Its future depends on the state it saves
  * (save_state/load_state), so a resume that dropped or garbled the state would not
  * reproduce an uninterrupted run. Not a method anyone should use. */
+#include <stddef.h>
 #include <string.h>
 
 #include <steinlab/steinlab.h>
@@ -95,8 +96,10 @@ static sl_status load_state(void *p, sl_state_io *io, sl_error *err)
     return sl_state_get(io, "memory", SL_STATE_F32, s->memory, n, err);
 }
 
+/* Built as a plugin of ABI 1's first published size (before probe_stats was appended):
+ * the loader accepts it and the probes never read past it (tests/test_resume.py probes it). */
 static const sl_estimator_vtable vt = {
-    .struct_size = sizeof(sl_estimator_vtable),
+    .struct_size = offsetof(sl_estimator_vtable, probe_stats),
     .create = create,
     .destroy = destroy,
     .delta = delta,

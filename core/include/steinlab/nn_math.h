@@ -25,6 +25,23 @@ static inline SL_HD float sl_silu_vjp(float x, float dy)
     return dy * s * (1.0f + x * (1.0f - s));
 }
 
+/* First and second derivatives, for networks whose input gradient is itself trained (a
+ * learned Stein baseline differentiates grad_x phi w.r.t. its weights, which brings in
+ * silu''): with s' = s (1 - s),
+ *   silu'(x)  = s (1 + x (1 - s))
+ *   silu''(x) = s' + s' + x s' (1 - s) - x s s' = s (1 - s) (2 + x (1 - 2 s)). */
+static inline SL_HD float sl_silu_d1(float x)
+{
+    float s = sl_sigmoidf(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+static inline SL_HD float sl_silu_d2(float x)
+{
+    float s = sl_sigmoidf(x);
+    return s * (1.0f - s) * (2.0f + x * (1.0f - 2.0f * s));
+}
+
 /* ---- Group norm, applied to one element ----
  * xhat = (x - mean) rstd;  y = gamma xhat + beta,  rstd = 1 / sqrt(var + eps) with the
  * biased variance over the group (as torch.nn.GroupNorm). */

@@ -270,7 +270,18 @@ typedef struct sl_estimator_ctx {
     const float *eps_hat;        /* (B, H, W, C) the prior's guided noise prediction */
     const sl_camera *cams;       /* (B,) */
     const sl_render *render;     /* representation outputs at render resolution (read-only) */
+    const double *weight;        /* (B,) w(t): the run's weighting (estimator.weighting) at
+                                    each t, the factor the host applies to Delta; estimators
+                                    that minimise E|w Delta|^2 read it here */
 } sl_estimator_ctx;
+
+/* One named diagnostic value of a variance probe (sl_estimator_vtable.probe_stats). */
+typedef struct sl_probe_stat {
+    const char *name;   /* [a-z0-9_]+, under 64 characters: a column of /probes/<label>;
+                           valid while the estimator lives */
+    const char *doc;    /* one line: what the value is */
+    double value;
+} sl_probe_stat;
 
 typedef struct sl_estimator_vtable {
     uint32_t struct_size;
@@ -293,7 +304,26 @@ typedef struct sl_estimator_vtable {
      * state. Both NULL: the plugin has no such state. One without the other is refused. */
     sl_status (*save_state)(void *state, sl_state_io *io, sl_error *err);
     sl_status (*load_state)(void *state, sl_state_io *io, sl_error *err);
+    /* (optional; appended after ABI 1's first size: read only when struct_size covers it)
+     * Diagnostics of a variance probe, logged as extra columns of /probes/<label>: fills
+     * out[0 .. *count) (at most max) and sets *count.
+     * - ctxs == NULL, n == 0: names and docs only, called once after create() so the host
+     *   can declare the columns; every later call returns the same names in the same order.
+     * - otherwise: the probe's n draws, in order, right after delta() ran on each of them
+     *   (ctxs[k]->sample = k). Their t, eps, x_t, eps_hat, weight are the draws' own; when
+     *   the probe draws a camera per draw, render and x0 are the last draw's, so an
+     *   estimator that needs per-draw render quantities keeps them from its delta() calls.
+     * Must not change anything that later steps depend on (a diagnostic, never used for a
+     * step). */
+    sl_status (*probe_stats)(void *state, const sl_estimator_ctx *const *ctxs, int n,
+                             sl_probe_stat *out, size_t max, size_t *count, sl_error *err);
 } sl_estimator_vtable;
+
+/* True when an estimator's vtable has the appended member `field` (its struct_size covers
+ * it) and sets it. */
+#define SL_ESTIMATOR_HAS(vt, field)                                                       \
+    ((vt)->struct_size >= offsetof(sl_estimator_vtable, field) + sizeof((vt)->field) &&   \
+     (vt)->field != NULL)
 
 /* ---------------------------------------------------------------- baselines */
 
