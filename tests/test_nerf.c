@@ -28,6 +28,7 @@
 #include "checkpoint.h"
 #include "spec.h"
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 #define steinlab_plugin_entry test_entry_nerf
 #include "../plugins/representations/nerf/nerf.c"
@@ -39,66 +40,10 @@
 #undef NM_REAL
 #undef NM_FN
 
-/* ------------------------------------------------------------------ a minimal host */
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    if (level < SL_LOG_WARN)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "[%s] ", h->label);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void test_free(const sl_host *h, void *p)
-{
-    (void)h;
-    free(p);
-}
-
-static int series_declared;
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    series_declared++;
-    return SL_OK;
-}
-
-static double last_orient, last_sparsity;
-static void test_record(const sl_host *h, const char *name, double value)
-{
-    if (strcmp(name, "nerf_orient") == 0)
-        last_orient = value;
-    if (strcmp(name, "nerf_sparsity") == 0)
-        last_sparsity = value;
-}
-
-static const sl_prior_ref *test_prior(const sl_host *h)
-{
-    return NULL;
-}
-
-static sl_host test_host = {
-    .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "nerf",
-    .seed = 7, .rng_stream_base = SL_STREAM_PLUGIN_BASE + 0x100, .log = test_log,
-    .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-    .record = test_record, .prior = test_prior, .diffusion = NULL, .spec_dir = ".",
-};
+/* ------------------------------------------------------------------ instances */
 
 typedef struct nerf_inst {
+    test_host host;    /* the shared test host (tests/support), warnings and errors printed */
     sl_params *params;
     nerf_state *s;
 } nerf_inst;
@@ -110,17 +55,13 @@ static const sl_representation_vtable *VT(void)
 
 static sl_status nerf_try(nerf_inst *in, const char *yaml, sl_error *err)
 {
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    const sl_plugin *p = test_entry_nerf(0);
-    sl_node *root = NULL;
     memset(in, 0, sizeof *in);
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &in->params, err);
-    sl_node_free(root);
+    test_host_init(&in->host, "nerf", 7, SL_STREAM_PLUGIN_BASE + 0x100);
+    in->host.print_level = SL_LOG_WARN;
+    sl_status st = test_host_try_params(test_entry_nerf(0), yaml, &in->params, err);
     ck_assert_msg(st == SL_OK, "parameters: %s", err->msg);
     void *state = NULL;
-    st = VT()->create(&test_host, in->params, &state, err);
+    st = VT()->create(&in->host.h, in->params, &state, err);
     in->s = state;
     return st;
 }
@@ -733,8 +674,12 @@ static void check_render_gradients(const char *extra, int with_normals, uint32_t
     sl_render grad = { B, H, W, Grgb, Gd, with_normals ? Gn : NULL, Go };
     sl_error err;
     ck_assert_int_eq(VT()->backward(in.s, &grad, &err), SL_OK);
-    ck_assert_msg(last_sparsity > 0 && (!with_normals || last_orient > 0),
-                  "regulariser values %g %g", last_orient, last_sparsity);
+    double orient = 0, sparsity = 0;
+    ck_assert(test_host_recorded(&in.host, "nerf_sparsity", &sparsity));
+    if (with_normals)
+        ck_assert(test_host_recorded(&in.host, "nerf_orient", &orient));
+    ck_assert_msg(sparsity > 0 && (!with_normals || orient > 0),
+                  "regulariser values %g %g", orient, sparsity);
     /* Keep the analytic gradients, then FD on the entry with the largest |g| and on 7 more
      * of each group. float FD: h = 2e-3 (values are O(1)); tolerance
      * |fd - g| <= 2e-3 max|g_group| + 3e-2 |g| (float rounding of the render divided by
@@ -1311,7 +1256,7 @@ START_TEST(test_descriptor_and_errors)
     ck_assert_ptr_nonnull(strstr(err.msg, "analytic"));
     rb_free(&rb);
     nerf_free(&in);
-    ck_assert_int_ge(series_declared, 4);
+    ck_assert_int_ge(in.host.n_series, 4);
 }
 END_TEST
 

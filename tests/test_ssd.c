@@ -35,6 +35,7 @@
 
 #include "checkpoint.h"
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 #define steinlab_plugin_entry test_world_entry
 #include "../plugins/priors/world/world.c"
@@ -67,114 +68,18 @@ static sl_diffusion test_diffusion;
 /* The run's weighting w(t) that draws carry in ctx.weight (the positive control sets it). */
 static sl_weighting test_weighting = SL_WEIGHT_SDS;
 
-typedef struct test_host {
-    sl_host h;                       /* first: the plugin's host pointer is this struct's */
-    const sl_prior_ref *prior;
-    const sl_baseline_ref *refs;     /* (n_refs,) for the estimator's "baselines" */
-    size_t n_refs;
-    char series[32][64];             /* declared names */
-    int n_series;
-    char rec_name[32][64];           /* last recorded value per name */
-    double rec_value[32];
-    int n_rec;
-} test_host;
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    static const char *const names[] = { "debug", "info", "warn", "error" };
-    fprintf(stderr, "[%s] %s: ", h->label, names[level]);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void test_free(const sl_host *h, void *p) { free(p); }
-
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    test_host *th = (test_host *)h;
-    ck_assert_msg(strlen(name) > 0 && strlen(name) < 64 && strspn(name,
-                  "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(name),
-                  "series name '%s'", name);
-    for (int i = 0; i < th->n_series; i++)
-        if (!strcmp(th->series[i], name))
-            return sl_error_set(err, SL_ERR_INVALID_ARG, "duplicate series '%s'", name);
-    ck_assert_int_lt(th->n_series, 32);
-    snprintf(th->series[th->n_series++], 64, "%s", name);
-    return SL_OK;
-}
-
-static void test_record(const sl_host *h, const char *name, double value)
-{
-    test_host *th = (test_host *)h;
-    for (int i = 0; i < th->n_rec; i++)
-        if (!strcmp(th->rec_name[i], name)) {
-            th->rec_value[i] = value;
-            return;
-        }
-    ck_assert_int_lt(th->n_rec, 32);
-    snprintf(th->rec_name[th->n_rec], 64, "%s", name);
-    th->rec_value[th->n_rec++] = value;
-}
-
 static double test_recorded(const test_host *th, const char *name)
 {
-    for (int i = 0; i < th->n_rec; i++)
-        if (!strcmp(th->rec_name[i], name))
-            return th->rec_value[i];
-    ck_abort_msg("series '%s' was not recorded", name);
-    return NAN;
+    double v = NAN;
+    ck_assert_msg(test_host_recorded(th, name, &v), "series '%s' was not recorded", name);
+    return v;
 }
 
-static const sl_prior_ref *test_prior(const sl_host *h) { return ((const test_host *)h)->prior; }
-
-static size_t test_baselines(const sl_host *h, const char *param, const sl_baseline_ref **out)
+/* The shared test host (tests/support) with this suite's seed and the prior given. */
+static void ssd_host_init(test_host *th, const char *label, const sl_prior_ref *prior)
 {
-    const test_host *th = (const test_host *)h;
-    *out = NULL;
-    if (!param || strcmp(param, "baselines") != 0)
-        return 0;
-    *out = th->refs;
-    return th->n_refs;
-}
-
-static void test_host_init(test_host *th, const char *label, const sl_prior_ref *prior)
-{
-    memset(th, 0, sizeof *th);
+    test_host_init(th, label, 5, SL_STREAM_PLUGIN_BASE);
     th->prior = prior;
-    th->h = (sl_host){
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = label,
-        .seed = 5, .rng_stream_base = SL_STREAM_PLUGIN_BASE, .log = test_log,
-        .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-        .record = test_record, .prior = test_prior, .diffusion = &test_diffusion,
-        .spec_dir = ".", .baselines = test_baselines,
-    };
-}
-
-static sl_params *test_params(const sl_plugin *p, const char *yaml)
-{
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    sl_node *root = NULL;
-    sl_error err = { "" };
-    sl_params *out = NULL;
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, &err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &out, &err);
-    sl_node_free(root);
-    ck_assert_msg(st == SL_OK, "parameters of %s: %s", p->name, err.msg);
-    return out;
 }
 
 /* ------------------------------------------------------------------ fixtures */
@@ -197,9 +102,9 @@ typedef struct world_fix {
 static void world_fix_init_yaml(world_fix *f, const char *yaml)
 {
     memset(f, 0, sizeof *f);
-    test_host_init(&f->host, "world", NULL);
+    ssd_host_init(&f->host, "world", NULL);
     const sl_plugin *p = test_world_entry(0);
-    f->params = test_params(p, yaml);
+    f->params = test_host_params(p, yaml);
     void *state = NULL;
     sl_error err = { "" };
     sl_status st = ((const sl_prior_vtable *)p->vtable)->create(&f->host.h, f->params, &state,
@@ -327,8 +232,8 @@ static sl_status bl_fix_try(bl_fix *b, const sl_plugin *p, const char *yaml,
                             const sl_prior_ref *prior, sl_error *err)
 {
     memset(b, 0, sizeof *b);
-    test_host_init(&b->host, p->name, prior);
-    b->params = test_params(p, yaml);
+    ssd_host_init(&b->host, p->name, prior);
+    b->params = test_host_params(p, yaml);
     void *state = NULL;
     const sl_baseline_vtable *vt = p->vtable;
     sl_status st = vt->create(&b->host.h, b->params, &state, err);
@@ -361,11 +266,11 @@ static void ssd_fix_init(ssd_fix *x, const char *yaml, const sl_prior_ref *prior
                          const sl_baseline_ref *refs, size_t n)
 {
     memset(x, 0, sizeof *x);
-    test_host_init(&x->host, "ssd", prior);
-    x->host.refs = refs;
-    x->host.n_refs = n;
+    ssd_host_init(&x->host, "ssd", prior);
+    x->host.baselines = refs;
+    x->host.n_baselines = n;
     const sl_plugin *p = test_ssd_entry(0);
-    x->params = test_params(p, yaml);
+    x->params = test_host_params(p, yaml);
     void *state = NULL;
     sl_error err = { "" };
     sl_status st = ((const sl_estimator_vtable *)p->vtable)->create(&x->host.h, x->params,
