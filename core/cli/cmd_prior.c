@@ -375,7 +375,9 @@ static sl_status evaluate(trainer *tr, sl_error *err)
     }
     if (late_r > 0)
         sl_log_table_set(tr->eval_t, tr->e_rel_late, late_e / late_r);
-    return sl_log_table_commit_row(tr->eval_t, err);
+    sl_status st2 = sl_log_table_commit_row(tr->eval_t, err);
+    /* Readers (h5py with swmr=True) see the rows up to each evaluation. */
+    return st2 == SL_OK ? sl_log_flush(tr->log, err) : st2;
 }
 
 static sl_status save_weights(trainer *tr, sl_error *err)
