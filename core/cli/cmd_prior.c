@@ -339,20 +339,21 @@ static sl_status train_step(trainer *tr, int64_t step, double *loss_out, sl_erro
 }
 
 /* Prints and returns the relative score error over t > 200. */
-static double report_errors(FILE *out, const double e2[PT_T_BINS], const double r2[PT_T_BINS],
-                            const int n[PT_T_BINS], size_t D)
+static void report_errors(FILE *out, const pt_setup *s, const double e2[PT_T_BINS],
+                          const double r2[PT_T_BINS], const int n[PT_T_BINS])
 {
-    double late_e = 0.0, late_r = 0.0;
-    fprintf(out, "  t-bin        samples  rel. score error  mse(eps_net - eps_ideal)\n");
+    double late_e = 0.0, late_r = 0.0, late_g = 0.0;
+    fprintf(out, "  t-bin        samples  rel. score error  mse(eps_net - eps_ideal)  "
+                 "N(0,I) yardstick\n");
     for (int j = 0; j < PT_T_BINS; j++) {
-        fprintf(out, "  [%4d, %4d]  %7d  %16.4f  %24.5f\n", 1 + 100 * j, 100 * (j + 1), n[j],
-                n[j] ? e2[j] / r2[j] : NAN, n[j] ? e2[j] / ((double)n[j] * D) : NAN);
+        fprintf(out, "  [%4d, %4d]  %7d  %16.4f  %24.5f  %16.4f\n", 1 + 100 * j, 100 * (j + 1),
+                n[j], n[j] ? e2[j] / r2[j] : NAN, n[j] ? e2[j] / ((double)n[j] * s->dim) : NAN,
+                n[j] ? s->eval_gauss_err2[j] / r2[j] : NAN);
         if (j >= 2)
-            late_e += e2[j], late_r += r2[j];
+            late_e += e2[j], late_r += r2[j], late_g += s->eval_gauss_err2[j];
     }
-    const double late = late_r > 0 ? late_e / late_r : NAN;
-    fprintf(out, "  relative score error over t > 200: %.4f\n", late);
-    return late;
+    fprintf(out, "  relative score error over t > 200: %.4f (yardstick %.4f)\n",
+            late_r > 0 ? late_e / late_r : NAN, late_r > 0 ? late_g / late_r : NAN);
 }
 
 static sl_status evaluate(trainer *tr, sl_error *err)
@@ -480,7 +481,7 @@ static sl_status train(trainer *tr, int resume, int64_t stop_at, sl_error *err)
         sl_progress_update(&prog, tr->done, loss);
         if (tr->done % s->eval_every == 0 || tr->done == s->steps)
             st = evaluate(tr, err);
-        stopped = g_stop || (stop_at > 0 && tr->done >= stop_at);
+        stopped = (g_stop || (stop_at > 0 && tr->done >= stop_at)) && tr->done < s->steps;
         if (st == SL_OK && (tr->done % s->checkpoint_every == 0 || tr->done == s->steps ||
                             stopped))
             st = ckpt_save(tr, err);
@@ -497,7 +498,7 @@ static sl_status train(trainer *tr, int resume, int64_t stop_at, sl_error *err)
         int n[PT_T_BINS];
         st = pt_score_error(s, tr->ema, tr->ectx, e2, r2, n, err);
         if (st == SL_OK)
-            report_errors(stdout, e2, r2, n, s->dim);
+            report_errors(stdout, s, e2, r2, n);
         if (st == SL_OK)
             st = save_weights(tr, err);
         if (st == SL_OK)
@@ -554,7 +555,7 @@ static sl_status eval_weights(trainer *tr, const char *weights, sl_error *err)
     if (rc == SL_OK) {
         printf("%s: score error against the teacher's exact denoiser (%d samples, %.2f s):\n",
                path, s->n_eval, sl_now_s() - t0);
-        report_errors(stdout, e2, r2, n, s->dim);
+        report_errors(stdout, s, e2, r2, n);
     }
     return rc;
 }

@@ -422,7 +422,15 @@ static sl_status build_eval(pt_setup *s, int n, sl_error *err)
         const sl_prior_query q = { .batch = 1, .x_t = xt, .t = &d.t, .cams = &s->cams[d.view],
                                    .step = 0 };
         const sl_prior_vtable *vt = tc->plugin->vtable;
-        st = vt->noise_pred(tc->state, &q, s->eval_ideal + (size_t)i * D, err);
+        float *ideal = s->eval_ideal + (size_t)i * D;
+        st = vt->noise_pred(tc->state, &q, ideal, err);
+        const double sigma = sl_diffusion_sigma(s->diffusion, d.t);
+        double g = 0.0;
+        for (size_t k = 0; k < D; k++) {
+            const double r = sigma * xt[k] - ideal[k];
+            g += r * r;
+        }
+        s->eval_gauss_err2[s->eval_bin[i]] += g;
     }
     free(eps);
     return st;

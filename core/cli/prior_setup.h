@@ -62,6 +62,9 @@ typedef struct pt_setup {
     float *eval_xt, *eval_ideal;   /* (n_eval, D) x_t and the teacher's epsilon on it */
     float *eval_t;              /* (n_eval,) */
     int *eval_cls, *eval_view, *eval_bin;   /* (n_eval,) */
+    /* Yardstick: sum ||sigma_t x_t - eps_ideal||^2 per bin, the error of the exact denoiser
+     * of N(0, I) data (a network that learned nothing about the views). */
+    double eval_gauss_err2[PT_T_BINS];
 } pt_setup;
 
 /* Parses SPEC.yaml, applies overrides ("key.sub=value"), validates the core keys and the
