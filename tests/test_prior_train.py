@@ -60,6 +60,11 @@ class PriorTrain(unittest.TestCase):
             self.assertEqual(list(f["eval/step"][()]), [4, 8])
             rel = f["eval/rel_score_error_t5"][()]
             self.assertTrue(np.all(np.isfinite(rel)) and np.all(rel > 0))
+            # lr 0.002, 2 warm-up steps, then cosine over the 6 others down to 0.002 x 0.05.
+            lr = f["steps/lr"][()]
+            want = [0.001, 0.002] + [0.0001 + 0.5 * 0.0019 * (1 + np.cos(np.pi * k / 5))
+                                     for k in range(6)]
+            np.testing.assert_allclose(lr, want, rtol=1e-12)
 
     def test_stop_and_resume_is_exact(self):
         # Two threads in the resumed half: the numbers may not depend on the thread count.
