@@ -82,9 +82,11 @@ static const sl_param_schema eval_schema = SL_PARAM_SCHEMA(eval_defs);
 
 static const sl_param_def out_defs[] = {
     { .name = "weights", .type = SL_PARAM_STRING,
-      .doc = "final (EMA) weights, safetensors (default: runs/NAME.safetensors)" },
+      .doc = "final (EMA) weights, safetensors, relative to the working directory (default: "
+             "runs/NAME.safetensors)" },
     { .name = "log", .type = SL_PARAM_STRING,
-      .doc = "HDF5 training log (default: runs/NAME.h5); the checkpoint is LOG.ckpt.safetensors" },
+      .doc = "HDF5 training log, relative to the working directory (default: runs/NAME.h5); "
+             "the checkpoint is LOG.ckpt.safetensors" },
     { .name = "checkpoint_every", .type = SL_PARAM_INT, .default_value = "500", .min = 1,
       .max = 1e9, .doc = "steps between checkpoints (and one at the end or on a stop)" },
 };
@@ -215,17 +217,13 @@ static sl_status read_model(const sl_params *m, int res, int n_prompts, sl_unet_
     return SL_OK;
 }
 
+/* Outputs are relative to the working directory, as a run's log.path. */
 static sl_status make_path(const pt_setup *s, const sl_params *out, const char *key,
                            const char *ext, char *dst, size_t size, sl_error *err)
 {
-    int n;
-    if (sl_params_has(out, key)) {
-        const char *p = sl_params_string(out, key);
-        n = p[0] == '/' ? snprintf(dst, size, "%s", p)
-                        : snprintf(dst, size, "%s/%s", s->spec_dir, p);
-    } else {
-        n = snprintf(dst, size, "runs/%s%s", s->name, ext);
-    }
+    const int n = sl_params_has(out, key)
+                      ? snprintf(dst, size, "%s", sl_params_string(out, key))
+                      : snprintf(dst, size, "runs/%s%s", s->name, ext);
     if (n < 0 || (size_t)n >= size)
         return sl_error_set(err, SL_ERR_SPEC, "out.%s: path too long", key);
     return SL_OK;
