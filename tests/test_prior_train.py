@@ -138,7 +138,7 @@ class PriorTrain(unittest.TestCase):
             (["model.attention_resolutions=[5]"], "5 is not the size of a level"),
             (["model.groups=3"], "groups 3 do not divide"),
             (["train.lr=-1"], "train.lr"),
-            (["teacher.plugin=nerf"], "no prior plugin named 'nerf'"),
+            (["teacher.plugin=nerf"], "no prior plugin named 'nerf' (one of: image, unet, world)"),
             (["prompts=[a red sphere, a red sphere]"], "'a red sphere' appears twice"),
         ]
         for over, msg in cases:

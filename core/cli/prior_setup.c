@@ -246,9 +246,21 @@ static sl_status create_teachers(pt_setup *s, const sl_params *views, sl_error *
     if (!s->teachers)
         return sl_error_set(err, SL_ERR_NOMEM, "out of memory");
     const sl_plugin *d = sl_registry_find(s->registry, SL_KIND_PRIOR, pn->text, NULL);
-    if (!d)
-        return sl_spec_error_at(err, pn, "teacher.plugin", "no prior plugin named '%s'",
-                                pn->text);
+    if (!d) {
+        char names[512] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < sl_registry_count(s->registry); i++) {
+            const sl_plugin *q = sl_registry_at(s->registry, i, NULL);
+            if (q->kind != SL_KIND_PRIOR)
+                continue;
+            int n = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+                             q->name);
+            if (n > 0 && used + (size_t)n < sizeof names)
+                used += (size_t)n;
+        }
+        return sl_spec_error_at(err, pn, "teacher.plugin", "no prior plugin named '%s' (one "
+                                "of: %s)", pn->text, names);
+    }
     static const char *const reserved[] = { "plugin", "label", NULL };
     for (size_t k = 0; k < s->n_prompts; k++) {
         pt_teacher *tc = &s->teachers[k];
