@@ -112,6 +112,12 @@ double sl_adam_lr(const sl_adam *a, size_t g, int64_t step)
     return sl_schedule_at(&a->configs[g].lr, step);
 }
 
+void sl_adam_set_lr(sl_adam *a, size_t g, sl_schedule lr)
+{
+    if (g < a->n_groups)
+        a->configs[g].lr = lr;
+}
+
 int64_t sl_adam_count(const sl_adam *a)
 {
     return a->k;

@@ -137,6 +137,34 @@ START_TEST(test_adam_sequence)
 }
 END_TEST
 
+/* The same sequence with the learning rate set before each step (sl_adam_set_lr, as a
+ * trainer with a cosine schedule does) instead of scheduled: the same parameters. */
+START_TEST(test_adam_set_lr)
+{
+    float theta[2] = {0.5f, -1.0f}, grad[2];
+    sl_param_group grp = {.name = "p", .data = theta, .grad = grad, .n = 2};
+    sl_adam_config cfg = {.lr = sl_schedule_constant(5.0), .beta1 = 0.9, .beta2 = 0.999,
+                          .eps = 1e-8, .weight_decay = 0.01};
+    sl_adam *a = NULL;
+    ck_assert(sl_adam_create(&grp, &cfg, 1, &a, NULL) == SL_OK);
+    static const float g[3][2] = {{0.1f, -0.2f}, {-0.3f, 0.05f}, {0.2f, 0.4f}};
+    static const double lr[3] = {0.1, 0.055, 0.01};
+    static const double want[2] = {0.4262302016, -0.8766157847};
+    for (int k = 0; k < 3; k++) {
+        sl_adam_set_lr(a, 0, sl_schedule_constant(lr[k]));
+        ck_assert(sl_adam_lr(a, 0, 1000) == lr[k]);
+        grad[0] = g[k][0];
+        grad[1] = g[k][1];
+        sl_adam_step(a, k);
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(fabs(theta[i] - want[i]) < 2e-7, "theta[%d] = %.10f", i, (double)theta[i]);
+    sl_adam_set_lr(a, 1, sl_schedule_constant(1.0));   /* no group 1: ignored */
+    ck_assert(sl_adam_lr(a, 1, 0) == 0.0);
+    sl_adam_destroy(a);
+}
+END_TEST
+
 /* Two groups with their own configs; the proxy is the mean over all elements of
  * v_hat - m_hat^2, checked against moments recomputed here. */
 START_TEST(test_adam_groups_var_proxy)
@@ -273,6 +301,7 @@ static Suite *optim_suite(void)
     tcase_add_test(tc, test_diffusion_schedule);
     tcase_add_test(tc, test_diffusion_weights);
     tcase_add_test(tc, test_adam_sequence);
+    tcase_add_test(tc, test_adam_set_lr);
     tcase_add_test(tc, test_adam_groups_var_proxy);
     tcase_add_test(tc, test_adam_errors);
     tcase_add_test(tc, test_grad_norm_threads);

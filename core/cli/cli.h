@@ -10,6 +10,7 @@ int sl_cmd_world(int argc, char **argv);
 int sl_cmd_sweep(int argc, char **argv);
 int sl_cmd_export(int argc, char **argv);
 int sl_cmd_render(int argc, char **argv);
+int sl_cmd_prior(int argc, char **argv);
 
 /* Exit code for a status. */
 int sl_exit_code(int status);

@@ -31,6 +31,10 @@ static void usage(FILE *out)
             "                      write the run's mesh (or re-extract it from the checkpoint)\n"
             "  render --representation gaussians --ply IN.ply --eye X,Y,Z --target X,Y,Z --up X,Y,Z\n"
             "         --fovy DEG --size WxH [--background R,G,B] OUT.png   one view of a splat file\n"
+            "  prior train SPEC.yaml [key=value ...] [--threads N] [--resume] [--stop-at STEP]\n"
+            "                      train a UNet prior on a teacher prior's views (docs/prior-training.md)\n"
+            "  prior eval SPEC.yaml [--weights FILE]\n"
+            "                      its score error against the teacher's exact denoiser\n"
             "  world list | show PROMPT | render PROMPT --out FILE.png\n"
             "                      the world prior's scenes (docs/world.md)\n"
             "  version             print the version and build configuration\n"
@@ -71,6 +75,8 @@ int main(int argc, char **argv)
         return sl_cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "render"))
         return sl_cmd_render(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prior"))
+        return sl_cmd_prior(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
                sl_version());

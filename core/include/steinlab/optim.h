@@ -48,6 +48,10 @@ void sl_adam_step(sl_adam *a, int64_t step);
 /* Learning rate group g would use at `step`. */
 double sl_adam_lr(const sl_adam *a, size_t g, int64_t step);
 
+/* Replaces group g's learning-rate schedule from now on (a trainer whose schedule is not
+ * piecewise linear, e.g. cosine decay, sets a constant before each step). */
+void sl_adam_set_lr(sl_adam *a, size_t g, sl_schedule lr);
+
 /* Number of updates done so far (k). */
 int64_t sl_adam_count(const sl_adam *a);
 
