@@ -196,22 +196,6 @@ static void on_signal(int sig)
 
 /* ------------------------------------------------------------------ host services */
 
-static void host_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    static const char *names[] = { "debug", "info", "warning", "error" };
-    if (level == SL_LOG_DEBUG && !getenv("STEINLAB_DEBUG"))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: %s: ", h->label, names[level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *host_alloc(const sl_host *h, size_t bytes) { return sl_aligned_zalloc(bytes); }
-
-static void host_free(const sl_host *h, void *ptr) { free(ptr); }
 
 static sl_status add_series(run *r, const char *name, const char *doc, const instance *owner,
                             sl_error *err)
@@ -269,7 +253,7 @@ static void host_record(const sl_host *h, const char *name, double value)
     static __thread const instance *warned_for = NULL;
     if (warned_for != inst) {
         warned_for = inst;
-        host_log(h, SL_LOG_WARN, "record('%s'): no such series was declared; ignored", name);
+        sl_host_stderr_log(h, SL_LOG_WARN, "record('%s'): no such series was declared; ignored", name);
     }
 }
 
@@ -332,9 +316,9 @@ static void init_host(run *r, instance *inst, uint32_t stream_base)
         .seed = (uint64_t)sl_params_int(r->root, "seed"),
         .rng_stream_base = stream_base,
         .host_ctx = inst,
-        .log = host_log,
-        .alloc = host_alloc,
-        .free_mem = host_free,
+        .log = sl_host_stderr_log,
+        .alloc = sl_host_aligned_alloc,
+        .free_mem = sl_host_aligned_free,
         .declare_series = host_declare_series,
         .record = host_record,
         .prior = host_prior,
@@ -1397,22 +1381,6 @@ static void default_log_path(run *r)
         snprintf(r->log_path, sizeof r->log_path, "runs/%s.h5", sl_params_string(r->root, "name"));
 }
 
-static sl_status make_parent_dirs(const char *path, sl_error *err)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return sl_error_set(err, SL_ERR_IO, "cannot create directory '%s': %s", buf,
-                                strerror(errno));
-        *p = '/';
-    }
-    return SL_OK;
-}
-
 static void append_params(sl_strbuf *sb, const sl_params *p, int indent)
 {
     for (size_t i = 0; i < sl_params_count(p); i++)
@@ -1538,7 +1506,7 @@ static sl_status define_log(run *r, sl_error *err)
 {
     if (r->resuming)
         return define_tables(r, err);
-    sl_status st = make_parent_dirs(r->log_path, err);
+    sl_status st = sl_make_dirs(r->log_path, 0, err);
     if (st != SL_OK)
         return st;
     if ((st = sl_log_create(r->log_path, &r->log, err)) != SL_OK)

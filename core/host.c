@@ -1,8 +1,13 @@
-/* core/host.c — host services that do not depend on a run: path resolution and aligned
- * allocation. The run-specific services (series, prior access) live in driver.c. */
+/* core/host.c — host services that do not depend on a run: path resolution, aligned
+ * allocation, messages, directories. The run-specific services (series, prior access)
+ * live in driver.c. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "host.h"
 
@@ -28,4 +33,52 @@ void *sl_aligned_zalloc(size_t bytes)
     if (p)
         memset(p, 0, rounded ? rounded : 64);
     return p;
+}
+
+void sl_host_stderr_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = { "debug", "info", "warning", "error" };
+    if (level == SL_LOG_DEBUG && !getenv("STEINLAB_DEBUG"))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: %s: ", h->label, names[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void *sl_host_aligned_alloc(const sl_host *h, size_t bytes)
+{
+    (void)h;
+    return sl_aligned_zalloc(bytes);
+}
+
+void sl_host_aligned_free(const sl_host *h, void *ptr)
+{
+    (void)h;
+    free(ptr);
+}
+
+sl_status sl_make_dirs(const char *path, int including_last, sl_error *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "path too long: '%s'", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && !(*p == '\0' && including_last)) {
+            if (*p == '\0')
+                break;
+            continue;
+        }
+        const char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return sl_error_set(err, SL_ERR_IO, "cannot create directory '%s': %s", buf,
+                                strerror(errno));
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    return SL_OK;
 }

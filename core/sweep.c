@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "host.h"
 #include "spec.h"
 #include "steinlab/version.h"
 #include "strbuf.h"
@@ -96,27 +97,14 @@ static char *flow_text(const sl_node *n)
     return sl_strbuf_take(&b);
 }
 
+/* mkdir -p, and the result must be a directory. */
 static sl_status mkdir_p(const char *path, sl_error *err)
 {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return sl_error_set(err, SL_ERR_INVALID_ARG, "path too long: '%s'", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return sl_error_set(err, SL_ERR_IO, "cannot create directory '%s': %s", buf,
-                                    strerror(errno));
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
+    sl_status st = sl_make_dirs(path, 1, err);
     struct stat s;
-    if (stat(path, &s) != 0 || !S_ISDIR(s.st_mode))
+    if (st == SL_OK && (stat(path, &s) != 0 || !S_ISDIR(s.st_mode)))
         return sl_error_set(err, SL_ERR_IO, "'%s' is not a directory", path);
-    return SL_OK;
+    return st;
 }
 
 /* Writes through PATH.tmp and rename(2), so a reader (or a sweep killed mid-write) never

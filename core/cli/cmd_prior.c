@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "host.h"
 #include "log.h"
 #include "prior_setup.h"
 #include "progress.h"
@@ -47,22 +48,6 @@ typedef struct trainer {
 } trainer;
 
 /* ------------------------------------------------------------------ helpers */
-
-static sl_status mkdir_parent(const char *path, sl_error *err)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return sl_error_set(err, SL_ERR_IO, "cannot create directory '%s': %s", buf,
-                                strerror(errno));
-        *p = '/';
-    }
-    return SL_OK;
-}
 
 static double lr_at(const pt_setup *s, int64_t step)
 {
@@ -402,7 +387,7 @@ static sl_status save_weights(trainer *tr, sl_error *err)
         keys[n] = "diffusion", vals[n] = "default";
         keys[n + 1] = "steps", vals[n + 1] = steps;
         keys[n + 2] = "teacher", vals[n + 2] = (char *)s->teachers[0].plugin->name;
-        st = mkdir_parent(s->weights_path, err);
+        st = sl_make_dirs(s->weights_path, 0, err);
         if (st == SL_OK)
             st = sl_unet_save(tr->ema, s->weights_path, (const char *const *)keys,
                               (const char *const *)vals, n + 3, err);
@@ -453,7 +438,7 @@ static sl_status train(trainer *tr, int resume, int64_t stop_at, sl_error *err)
     pt_setup *s = &tr->s;
     sl_status st = trainer_init(tr, s->n_eval < 32 ? s->n_eval : 32, err);
     if (st == SL_OK)
-        st = mkdir_parent(s->log_path, err);
+        st = sl_make_dirs(s->log_path, 0, err);
     if (st == SL_OK)
         st = resume ? ckpt_load(tr, err) : log_open(tr, -1, -1, err);
     if (st != SL_OK)

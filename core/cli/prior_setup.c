@@ -115,20 +115,6 @@ static const sl_param_schema root_schema = SL_PARAM_SCHEMA(root_defs);
 
 /* ------------------------------------------------------------------ teacher hosts */
 
-static void th_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    if (level == SL_LOG_DEBUG && !getenv("STEINLAB_DEBUG"))
-        return;
-    static const char *names[] = { "debug", "info", "warning", "error" };
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: %s: ", h->label, names[level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-static void *th_alloc(const sl_host *h, size_t bytes) { (void)h; return sl_aligned_zalloc(bytes); }
-static void th_free(const sl_host *h, void *p) { (void)h; free(p); }
 /* A teacher's series have nowhere to go: the training log is the trainer's. */
 static sl_status th_declare(const sl_host *h, const char *n, const char *d, sl_error *e)
 {
@@ -294,7 +280,8 @@ static sl_status create_teachers(pt_setup *s, const sl_params *views, sl_error *
         tc->host = (sl_host){
             .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = tc->label,
             .seed = s->seed, .rng_stream_base = SL_STREAM_PLUGIN_BASE, .host_ctx = s,
-            .log = th_log, .alloc = th_alloc, .free_mem = th_free, .declare_series = th_declare,
+            .log = sl_host_stderr_log, .alloc = sl_host_aligned_alloc,
+            .free_mem = sl_host_aligned_free, .declare_series = th_declare,
             .record = th_record, .prior = th_prior, .diffusion = NULL,
             .spec_dir = s->spec_dir, .baselines = th_baselines, .remap_group = NULL,
         };
