@@ -77,7 +77,6 @@ typedef struct dmtet_state {
     dm_mt_case mt[16];              /* marching-tetrahedra cases */
     float deform_scale[3];          /* deform_fraction * cell, per axis */
     float *base;                    /* (nv, 3) undeformed vertices */
-    float *pos;                     /* (nv, 3) deformed vertices of the last render */
     /* parameter groups */
     float *sdf, *dsdf;              /* (nv,) "sdf" */
     float *def, *ddef;              /* (nv, 3) "deformation" (pre-tanh) */
@@ -106,7 +105,6 @@ typedef struct dmtet_state {
     float *dsv, *dvn, *tmp3;        /* (cap_sv, 3) */
     float *dpre, *gout, *pair_f, *pix_rec;   /* per pixel of one view */
     int32_t *pair_v;
-    float *dpos;                    /* (nv, 3) */
     float *shard;                   /* (DMTET_GRAD_SHARDS, n_table + mlp.n_params) */
 } dmtet_state;
 
@@ -279,8 +277,6 @@ static void dmtet_destroy(void *state)
     h->free_mem(h, s->mlp_p);
     h->free_mem(h, s->dmlp_p);
     free(s->base);
-    free(s->pos);
-    free(s->dpos);
     free(s->shard);
     dm_surface_free(&s->surf);
     dm_topology_free(&s->topo);
@@ -395,10 +391,8 @@ static sl_status dmtet_create(const sl_host *host, const sl_params *params, void
     DMTET_HALLOC(s->dmlp_p, s->mlp.n_params);
 #undef DMTET_HALLOC
     s->base = malloc(nv * 3 * sizeof(float));
-    s->pos = malloc(nv * 3 * sizeof(float));
-    s->dpos = malloc(nv * 3 * sizeof(float));
     s->shard = malloc((size_t)DMTET_GRAD_SHARDS * (s->n_table + s->mlp.n_params) * sizeof(float));
-    if (!s->base || !s->pos || !s->dpos || !s->shard) {
+    if (!s->base || !s->shard) {
         st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory (grid of %zu vertices)", nv);
         goto fail;
     }
@@ -470,16 +464,11 @@ static size_t dmtet_param_groups(void *state, sl_param_group *groups, size_t max
 
 /* ------------------------------------------------------------------ render */
 
-/* Deformed vertices and the mesh, its topology and vertex normals. */
+/* The mesh of the deformed grid, its topology and vertex normals. */
 static sl_status dmtet_extract(dmtet_state *s, sl_error *err)
 {
-    const size_t nv = s->grid.n_vertices;
-#pragma omp parallel for schedule(static)
-    for (size_t v = 0; v < nv; v++)
-        for (int k = 0; k < 3; k++)
-            s->pos[3 * v + k] = dmtet_deform(s->base[3 * v + k], s->deform_scale[k],
-                                             s->def[3 * v + k]);
-    sl_status st = dm_marching_tets(&s->grid, s->mt, s->pos, s->sdf, &s->surf, err);
+    sl_status st = dm_marching_tets(&s->grid, s->mt, s->base, s->def, s->deform_scale, s->sdf,
+                                    &s->surf, err);
     if (st != SL_OK)
         return st;
     const size_t n = s->surf.n_verts;
@@ -744,14 +733,8 @@ static sl_status dmtet_backward(void *state, const sl_render *grad, sl_error *er
                               s->lambda_lap > 0 ? s->dsv : NULL);
     s->host->record(s->host, "dmtet_normal_consistency", nc);
     s->host->record(s->host, "dmtet_laplacian", lap);
-    const size_t nv = s->grid.n_vertices;
-    memset(s->dpos, 0, nv * 3 * sizeof(float));
-    dm_marching_tets_backward(&s->surf, s->pos, s->sdf, s->dsv, s->dpos, s->dsdf);
-#pragma omp parallel for schedule(static)
-    for (size_t v = 0; v < nv; v++)
-        for (int k = 0; k < 3; k++)
-            s->ddef[3 * v + k] += s->dpos[3 * v + k] *
-                                  dmtet_deform_grad(s->deform_scale[k], s->def[3 * v + k]);
+    dm_marching_tets_backward(&s->surf, s->base, s->def, s->deform_scale, s->sdf, s->dsv,
+                              s->ddef, s->dsdf);
     return SL_OK;
 }
 
@@ -850,7 +833,7 @@ static uint64_t dmtet_memory_bytes(const sl_params *params, int resolution, int 
     double rec = levels * feats + width * (double)sl_params_int(params, "color_layers") + 3;
     double px = (double)resolution * resolution;
     double bytes = 4.0 * (4 * nv * 4 + table * (4 + DMTET_GRAD_SHARDS)) +
-                   4.0 * nv * (9 + 7) + nv +
+                   4.0 * nv * (3 + 7) + nv +
                    4.0 * px * (double)batch * (4 + DMTET_CH + rec) + 4.0 * px * 40;
     return (uint64_t)bytes;
 }

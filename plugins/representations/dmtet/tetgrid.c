@@ -145,8 +145,17 @@ static int grow_faces(dm_surface *s)
     return 1;
 }
 
-sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], const float *pos,
-                           const float *sdf, dm_surface *s, sl_error *err)
+/* Deformed position of grid vertex v. */
+static void deformed(const float *base, const float *def, const float scale[3], size_t v,
+                     float x[3])
+{
+    for (int k = 0; k < 3; k++)
+        x[k] = dmtet_deform(base[3 * v + k], scale[k], def[3 * v + k]);
+}
+
+sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], const float *base,
+                           const float *def, const float scale[3], const float *sdf,
+                           dm_surface *s, sl_error *err)
 {
     const size_t nv = g->n_vertices;
     if (s->edge_map_n != 7 * nv) {
@@ -181,10 +190,10 @@ sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], cons
     for (int k = 0; k < N && st == SL_OK; k++)
         for (int j = 0; j < N && st == SL_OK; j++)
             for (int i = 0; i < N; i++) {
-                size_t base = (size_t)i + n1 * (size_t)j + n2 * (size_t)k;
+                size_t cube = (size_t)i + n1 * (size_t)j + n2 * (size_t)k;   /* its corner 0 */
                 unsigned cmask = 0;
                 for (int c = 0; c < 8; c++)
-                    cmask |= (unsigned)s->inside[base + corner_off[c]] << c;
+                    cmask |= (unsigned)s->inside[cube + corner_off[c]] << c;
                 if (cmask == 0 || cmask == 255)
                     continue;
                 for (int t = 0; t < 6; t++) {
@@ -203,7 +212,7 @@ sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], cons
                             uint8_t ca = tc[cs->edge[tri][e][0]], cb = tc[cs->edge[tri][e][1]];
                             /* Kuhn corners are nested (one's bits contain the other's). */
                             uint8_t lo = (ca & cb) == ca ? ca : cb, hi = (uint8_t)(ca | cb);
-                            size_t va = base + corner_off[lo], vb = base + corner_off[hi];
+                            size_t va = cube + corner_off[lo], vb = cube + corner_off[hi];
                             int64_t id = 7 * (int64_t)va + (int64_t)(lo ^ hi) - 1;
                             int32_t sv = s->edge_map[id];
                             if (sv < 0) {
@@ -217,7 +226,10 @@ sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], cons
                                 s->edge_a[sv] = (int32_t)va;
                                 s->edge_b[sv] = (int32_t)vb;
                                 s->edge_id[sv] = id;
-                                dmtet_crossing(pos + 3 * va, pos + 3 * vb, sdf[va], sdf[vb],
+                                float pa[3], pb[3];
+                                deformed(base, def, scale, va, pa);
+                                deformed(base, def, scale, vb, pb);
+                                dmtet_crossing(pa, pb, sdf[va], sdf[vb],
                                                s->verts + 3 * (size_t)sv);
                             }
                             s->faces[3 * s->n_faces + (size_t)e] = sv;
@@ -232,12 +244,19 @@ done:
     return st;
 }
 
-void dm_marching_tets_backward(const dm_surface *s, const float *pos, const float *sdf,
-                               const float *dverts, float *dpos, float *dsdf)
+void dm_marching_tets_backward(const dm_surface *s, const float *base, const float *def,
+                               const float scale[3], const float *sdf, const float *dverts,
+                               float *ddef, float *dsdf)
 {
     for (size_t v = 0; v < s->n_verts; v++) {
         size_t a = (size_t)s->edge_a[v], b = (size_t)s->edge_b[v];
-        dmtet_crossing_vjp(pos + 3 * a, pos + 3 * b, sdf[a], sdf[b], dverts + 3 * v,
-                           dpos + 3 * a, dpos + 3 * b, dsdf + a, dsdf + b);
+        float pa[3], pb[3], dpa[3] = { 0, 0, 0 }, dpb[3] = { 0, 0, 0 };
+        deformed(base, def, scale, a, pa);
+        deformed(base, def, scale, b, pb);
+        dmtet_crossing_vjp(pa, pb, sdf[a], sdf[b], dverts + 3 * v, dpa, dpb, dsdf + a, dsdf + b);
+        for (int k = 0; k < 3; k++) {
+            ddef[3 * a + k] += dpa[k] * dmtet_deform_grad(scale[k], def[3 * a + k]);
+            ddef[3 * b + k] += dpb[k] * dmtet_deform_grad(scale[k], def[3 * b + k]);
+        }
     }
 }

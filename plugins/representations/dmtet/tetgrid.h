@@ -79,17 +79,22 @@ typedef struct dm_surface {
 /* Frees everything (malloc'd); zeroes the struct. */
 void dm_surface_free(dm_surface *s);
 
-/* Marching tetrahedra on deformed positions pos (n_vertices, 3) and SDF sdf (n_vertices,).
- * The surface's arrays grow as needed (kept between calls). A cube on the lattice's border
+/* Marching tetrahedra on the deformed grid x_v = base_v + scale tanh(def_v) (per axis;
+ * dmtet_deform), base and def (n_vertices, 3), and the SDF sdf (n_vertices,). Positions are
+ * computed only for the end points of crossed edges (a few per cent of the grid), so the
+ * cost is one pass over the signs plus the surface. The surface's arrays grow as needed (kept between calls). A cube on the lattice's border
  * is treated like any other, so an SDF negative on the border gives an open surface there.
  * Fails with SL_ERR_NOMEM or SL_ERR_NONFINITE (an SDF value is NaN / infinite). */
-sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], const float *pos,
-                           const float *sdf, dm_surface *s, sl_error *err);
+sl_status dm_marching_tets(const dm_tetgrid *g, const dm_mt_case table[16], const float *base,
+                           const float *def, const float scale[3], const float *sdf,
+                           dm_surface *s, sl_error *err);
 
 /* VJP of the extraction (away from topology changes the surface is a smooth function of
- * pos and sdf): dverts (n_verts, 3) upstream; accumulates into dpos (n_vertices, 3) and
- * dsdf (n_vertices,). Sequential in vertex order (deterministic). */
-void dm_marching_tets_backward(const dm_surface *s, const float *pos, const float *sdf,
-                               const float *dverts, float *dpos, float *dsdf);
+ * def and sdf): dverts (n_verts, 3) upstream; accumulates into ddef (n_vertices, 3) and
+ * dsdf (n_vertices,), touching only the end points of crossed edges. Sequential in vertex
+ * order (deterministic). */
+void dm_marching_tets_backward(const dm_surface *s, const float *base, const float *def,
+                               const float scale[3], const float *sdf, const float *dverts,
+                               float *ddef, float *dsdf);
 
 #endif
