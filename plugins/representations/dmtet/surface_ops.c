@@ -16,32 +16,32 @@ void dm_topology_free(dm_topology *t)
     memset(t, 0, sizeof *t);
 }
 
-static int cmp_key(const void *a, const void *b)
+/* Undirected edge {u, v} as a nonzero key (0 marks an empty slot). */
+static uint64_t edge_key(int32_t u, int32_t v)
 {
-    /* (key, index) pairs: by key, then by index, so equal keys keep a fixed order. */
-    const uint64_t *x = a, *y = b;
-    if (x[0] != y[0])
-        return x[0] < y[0] ? -1 : 1;
-    return x[1] < y[1] ? -1 : x[1] > y[1];
+    uint32_t lo = (uint32_t)(u < v ? u : v), hi = (uint32_t)(u < v ? v : u);
+    return (((uint64_t)lo << 32) | hi) + 1;
 }
 
-/* Half-edge u -> v as a sortable key. */
-static uint64_t half_key(int32_t u, int32_t v)
-{
-    return ((uint64_t)(uint32_t)u << 32) | (uint32_t)v;
-}
+enum { SLOT_NONE = 0xffffffffu, SLOT_MANY = 0xfffffffeu };
 
 sl_status dm_topology_build(const int32_t *faces, size_t n_faces, size_t n_verts,
                             dm_topology *t, sl_error *err)
 {
-    if (n_faces > t->cap_faces || t->opposite == NULL) {
+    /* Open-addressing table of the undirected edges, at most half full: (key, first
+     * half-edge | second half-edge << 32) per slot. */
+    size_t slots = 1024;
+    while (slots < 4 * n_faces)
+        slots *= 2;
+    if (n_faces > t->cap_faces || t->opposite == NULL || 2 * slots > t->cap_keys) {
         size_t cap = n_faces > 1024 ? n_faces : 1024;
         free(t->opposite);
         free(t->edges);
         free(t->keys);
         t->opposite = malloc(cap * 3 * sizeof(int32_t));
         t->edges = malloc(cap * 3 * 2 * sizeof(int32_t));
-        t->keys = malloc(cap * 3 * 2 * sizeof(uint64_t));
+        t->keys = malloc(2 * slots * sizeof(uint64_t));
+        t->cap_keys = 2 * slots;
         t->cap_faces = t->opposite && t->edges && t->keys ? cap : 0;
         if (!t->cap_faces)
             return sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory (topology of %zu "
@@ -56,39 +56,44 @@ sl_status dm_topology_build(const int32_t *faces, size_t n_faces, size_t n_verts
             return sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory (degrees of %zu "
                                 "vertices)", n_verts);
     }
-    /* Sorted (key, half-edge index) pairs. */
+    memset(t->keys, 0, 2 * slots * sizeof(uint64_t));
+    memset(t->degree, 0, n_verts * sizeof(int32_t));
+    t->n_edges = 0;
     const size_t nh = 3 * n_faces;
     for (size_t h = 0; h < nh; h++) {
         int32_t u = faces[h], v = faces[h - h % 3 + (h % 3 + 1) % 3];
-        t->keys[2 * h] = half_key(u, v);
-        t->keys[2 * h + 1] = h;
-    }
-    qsort(t->keys, nh, 2 * sizeof(uint64_t), cmp_key);
-    memset(t->degree, 0, n_verts * sizeof(int32_t));
-    t->n_edges = 0;
-    for (size_t h = 0; h < nh; h++) {
-        int32_t u = faces[h], v = faces[h - h % 3 + (h % 3 + 1) % 3];
-        uint64_t want = half_key(v, u);
-        /* Binary search for the opposite half-edge. */
-        size_t lo = 0, hi = nh;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (t->keys[2 * mid] < want)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        int found = lo < nh && t->keys[2 * lo] == want;
-        /* Exactly one opposite: a manifold edge. More than one (non-manifold) counts as a
-         * boundary for the renderer and the regularisers. */
-        int unique = found && (lo + 1 >= nh || t->keys[2 * (lo + 1)] != want);
-        t->opposite[h] = unique ? (int32_t)(t->keys[2 * lo + 1] / 3) : -1;
-        if (u < v || !found) {
+        uint64_t key = edge_key(u, v);
+        size_t slot = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (slots - 1);
+        while (t->keys[2 * slot] != 0 && t->keys[2 * slot] != key)
+            slot = (slot + 1) & (slots - 1);
+        t->opposite[h] = -1;
+        uint64_t *val = &t->keys[2 * slot + 1];
+        if (t->keys[2 * slot] == 0) {
+            t->keys[2 * slot] = key;
+            *val = (uint64_t)h | ((uint64_t)SLOT_NONE << 32);
             t->edges[2 * t->n_edges] = u;
             t->edges[2 * t->n_edges + 1] = v;
             t->n_edges++;
             t->degree[u]++;
             t->degree[v]++;
+            continue;
+        }
+        size_t h1 = (size_t)(*val & 0xffffffffu);
+        uint32_t second = (uint32_t)(*val >> 32);
+        if (second == SLOT_NONE) {
+            *val = (uint64_t)h1 | ((uint64_t)h << 32);
+            /* A manifold, consistently oriented edge: the first traversal ran the other way. */
+            if (faces[h1] == v) {
+                t->opposite[h1] = (int32_t)(h / 3);
+                t->opposite[h] = (int32_t)(h1 / 3);
+            }
+        } else {
+            /* A third face on the edge: non-manifold, treated as a boundary everywhere. */
+            if (second != SLOT_MANY) {
+                t->opposite[h1] = -1;
+                t->opposite[second] = -1;
+            }
+            *val = (uint64_t)h1 | ((uint64_t)SLOT_MANY << 32);
         }
     }
     return SL_OK;

@@ -20,14 +20,17 @@ typedef struct dm_topology {
     int32_t *edges;       /* (n_edges, 2) undirected edges, each once */
     int32_t *degree;      /* (n_verts,) edges at each vertex */
     size_t n_edges;
-    size_t cap_faces, cap_verts;
-    uint64_t *keys;       /* (3 cap_faces, 2) scratch: sorted half-edge keys and indices */
+    size_t cap_faces, cap_verts, cap_keys;
+    uint64_t *keys;       /* (cap_keys,) scratch: hash table of the edges */
 } dm_topology;
 
 void dm_topology_free(dm_topology *t);
 
-/* Builds the topology of the mesh (arrays kept and grown between calls). O(F log F).
- * Fails with SL_ERR_NOMEM. */
+/* Builds the topology of the mesh (arrays kept and grown between calls) with a hash table
+ * of the undirected edges, in face order: O(F), deterministic. An edge is interior
+ * (opposite >= 0 on both sides) when exactly two faces traverse it in opposite directions;
+ * one face, two faces the same way, or three or more count as boundary (-1). Edges are
+ * listed in order of first use. Fails with SL_ERR_NOMEM. */
 sl_status dm_topology_build(const int32_t *faces, size_t n_faces, size_t n_verts,
                             dm_topology *t, sl_error *err);
 
