@@ -20,14 +20,18 @@
  *    included: an opacity-only loss (gradient only through the antialiasing) must give a
  *    nonzero, FD-matching gradient;
  *  - texture parameters' gradients by FD; determinism across 1, 2, 3 threads;
- *    sample_field's sign and a marching-cubes export close to the sphere. */
+ *    sample_field's sign and a marching-cubes export close to the sphere;
+ *  - init: run_mesh from a log holding a sphere's mesh: the SDF within the samples' spacing
+ *    of the exact one, signs exact; missing file, missing /mesh, missing init_run refused. */
 #include <check.h>
+#include <hdf5.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "spec.h"
 #include "steinlab/mesh.h"
@@ -111,6 +115,23 @@ typedef struct dm_inst {
 static const sl_representation_vtable *VT(void)
 {
     return test_entry_dmtet(0)->vtable;
+}
+
+static sl_status dm_try(dm_inst *in, const char *yaml, sl_error *err)
+{
+    static const char *const reserved[] = { "plugin", "label", NULL };
+    const sl_plugin *p = test_entry_dmtet(0);
+    sl_node *root = NULL;
+    memset(in, 0, sizeof *in);
+    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
+    if (st == SL_OK)
+        st = sl_params_resolve(root, p->name, &p->params, reserved, &in->params, err);
+    sl_node_free(root);
+    ck_assert_msg(st == SL_OK, "parameters: %s", err->msg);
+    void *state = NULL;
+    st = VT()->create(&test_host, in->params, &state, err);
+    in->s = state;
+    return st;
 }
 
 static void dm_new(dm_inst *in, const char *yaml)
@@ -986,6 +1007,87 @@ START_TEST(test_field_and_export)
 }
 END_TEST
 
+/* A log-like file holding a mesh under /mesh (as the driver writes it). */
+static void write_mesh_h5(const char *path, const sl_mesh *m)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    hid_t g = H5Gcreate2(f, "/mesh", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dv[2] = { m->n_vertices, 3 }, df[2] = { m->n_faces, 3 };
+    hid_t sv = H5Screate_simple(2, dv, NULL), sf = H5Screate_simple(2, df, NULL);
+    hid_t v = H5Dcreate2(f, "/mesh/vertices", H5T_NATIVE_FLOAT, sv, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    hid_t fc = H5Dcreate2(f, "/mesh/faces", H5T_NATIVE_INT32, sf, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    ck_assert(H5Dwrite(v, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->vertices) >= 0);
+    ck_assert(H5Dwrite(fc, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->faces) >= 0);
+    H5Dclose(v), H5Dclose(fc), H5Sclose(sv), H5Sclose(sf), H5Gclose(g), H5Fclose(f);
+}
+
+START_TEST(test_init_from_run_mesh)
+{
+    /* A sphere of radius 0.55 by marching cubes on an analytic density. */
+    enum { R = 48 };
+    float *vals = malloc((size_t)R * R * R * sizeof(float));
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < R; j++)
+            for (int i = 0; i < R; i++) {
+                float x = -1 + 2.0f * i / (R - 1), y = -1 + 2.0f * j / (R - 1),
+                      z = -1 + 2.0f * k / (R - 1);
+                vals[((size_t)k * R + j) * R + i] = 0.55f - sqrtf(x * x + y * y + z * z);
+            }
+    int dims[3] = { R, R, R };
+    float origin[3] = { -1, -1, -1 }, spacing[3] = { 2.0f / (R - 1), 2.0f / (R - 1), 2.0f / (R - 1) };
+    sl_mesh m;
+    sl_error err = { "" };
+    ck_assert_int_eq(sl_mesh_from_grid(vals, dims, origin, spacing, 0, &m, &err), SL_OK);
+    free(vals);
+    char path[] = "/tmp/steinlab-dmtet-meshXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    write_mesh_h5(path, &m);
+    sl_mesh_free(&m);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "grid_resolution: 20\ninit: run_mesh\ninit_run: %s\n", path);
+    dm_inst in;
+    dm_new(&in, yaml);
+    double worst = 0;
+    int wrong_sign = 0;
+    for (size_t v = 0; v < in.s->grid.n_vertices; v++) {
+        const float *x = in.s->base + 3 * v;
+        double exact = sqrt((double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2]) - 0.55;
+        worst = fmax(worst, fabs(in.s->sdf[v] - exact));
+        wrong_sign += fabs(exact) > 0.01 && (in.s->sdf[v] < 0) != (exact < 0);
+    }
+    ck_assert_int_eq(wrong_sign, 0);
+    ck_assert_msg(worst < 0.02, "SDF from the mesh off by %g", worst);
+    /* Its surface renders like the analytic sphere's. */
+    sl_camera cam;
+    sl_camera_orbit(10, 10, 2.5f, NULL, 50, 16, 16, &cam);
+    float op[256];
+    sl_render r = { 1, 16, 16, NULL, NULL, NULL, op };
+    sl_render_request req = { &cam, 1, 0, SL_RENDER_EVAL };
+    ck_assert_int_eq(VT()->render(in.s, &req, &r, &err), SL_OK);
+    ck_assert(op[8 * 16 + 8] == 1 && op[0] == 0);
+    dm_free(&in);
+
+    /* Refusals. */
+    ck_assert_int_eq(dm_try(&in, "init: run_mesh\n", &err), SL_ERR_SPEC);
+    ck_assert_ptr_nonnull(strstr(err.msg, "init_run"));
+    sl_params_free(in.params);
+    ck_assert_int_eq(dm_try(&in, "init: run_mesh\ninit_run: /nonexistent/run.h5\n", &err),
+                     SL_ERR_IO);
+    sl_params_free(in.params);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    ck_assert_int_eq(dm_try(&in, yaml, &err), SL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/mesh"));
+    sl_params_free(in.params);
+    unlink(path);
+}
+END_TEST
+
 static Suite *dmtet_suite(void)
 {
     Suite *s = suite_create("dmtet");
@@ -1004,6 +1106,7 @@ static Suite *dmtet_suite(void)
     tcase_add_test(r, test_render_gradients_texture);
     tcase_add_test(r, test_threads_bit_identical);
     tcase_add_test(r, test_field_and_export);
+    tcase_add_test(r, test_init_from_run_mesh);
     suite_add_tcase(s, r);
     return s;
 }

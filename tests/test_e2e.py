@@ -479,6 +479,27 @@ class DmtetSmoke(unittest.TestCase):
                 self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
                 self.assertEqual(f["plugins/dmtet"].attrs["kind"], "representation")
 
+    def test_dmtet_from_a_nerf_run(self):
+        """Two stages as two specs: a short NeRF quickstart run, then DMTet initialised from
+        the mesh in its log (init: run_mesh)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            nerf = os.path.join(tmp, "nerf.h5")
+            # 30 steps leave the density below the default iso-level: mesh at a lower one.
+            r = run(["run", os.path.join(SRC, "experiments", "quickstart.yaml"), "steps=30",
+                     f"log.path={nerf}", "log.progress=none", "log.eval_every=30",
+                     "log.mesh_threshold=5"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            log = os.path.join(tmp, "d.h5")
+            r = run(["run", os.path.join(SRC, "experiments", "dmtet-sds.yaml"), "steps=3",
+                     "representation.grid_resolution=24", "representation.init=run_mesh",
+                     f"representation.init_run={nerf}", "log.eval_every=3",
+                     f"log.path={log}", "log.progress=none"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("initial SDF from the mesh of", r.stderr + r.stdout)
+            with h5py.File(log, "r") as f:
+                self.assertTrue(np.all(f["steps/dmtet_faces"][:] > 100))
+                self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
+
 
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):

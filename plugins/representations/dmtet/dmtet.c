@@ -37,6 +37,7 @@
 #include "steinlab/steinlab.h"
 #include "nerf_math.h"
 #include "dmtet_math.h"
+#include "mesh_init.h"
 #include "raster.h"
 #include "surface_ops.h"
 #include "tetgrid.h"
@@ -120,8 +121,14 @@ static const sl_param_def dmtet_params[] = {
       .max = 0.5, .doc = "vertex deformation bound: fraction of the cell size per axis "
                          "(x = base + fraction * cell * tanh(d))" },
     { .name = "init", .type = SL_PARAM_CHOICE, .default_value = "sphere",
-      .choices = "sphere|ellipsoid",
-      .doc = "initial SDF: sphere of init_radius, or ellipsoid of init_radii, at center" },
+      .choices = "sphere|ellipsoid|run_mesh",
+      .doc = "initial SDF: sphere of init_radius, ellipsoid of init_radii (at center), or "
+             "run_mesh: the final mesh in the log init_run of a finished run (a NeRF's)" },
+    { .name = "init_run", .type = SL_PARAM_STRING, .default_value = NULL,
+      .doc = "init: run_mesh: path of the finished run's log (RUN.h5), relative to the spec" },
+    { .name = "init_samples", .type = SL_PARAM_INT, .default_value = "200000", .min = 1000,
+      .max = 100000000, .doc = "init: run_mesh: surface samples for the distance (its error "
+                               "is about their spacing)" },
     { .name = "init_radius", .type = SL_PARAM_FLOAT, .default_value = "0.5", .min = 1e-3,
       .max = 1e4, .doc = "radius of the initial sphere" },
     { .name = "init_radii", .type = SL_PARAM_FLOAT_LIST, .default_value = "[0.5, 0.5, 0.5]",
@@ -396,9 +403,31 @@ static sl_status dmtet_create(const sl_host *host, const sl_params *params, void
         st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory (grid of %zu vertices)", nv);
         goto fail;
     }
+    const int from_run = strcmp(sl_params_string(params, "init"), "run_mesh") == 0;
     for (size_t v = 0; v < nv; v++) {
         dm_tetgrid_vertex(&s->grid, v, s->base + 3 * v);
-        s->sdf[v] = dmtet_init_sdf(params, c, s->base + 3 * v);
+        if (!from_run)
+            s->sdf[v] = dmtet_init_sdf(params, c, s->base + 3 * v);
+    }
+    if (from_run) {
+        if (!sl_params_has(params, "init_run")) {
+            st = sl_error_set(err, SL_ERR_SPEC, "dmtet: init: run_mesh needs init_run (the "
+                              "log of a finished run)");
+            goto fail;
+        }
+        char path[4096];
+        sl_mesh m;
+        if ((st = sl_host_path(host, sl_params_string(params, "init_run"), path, sizeof path,
+                               err)) != SL_OK ||
+            (st = dm_read_run_mesh(path, &m, err)) != SL_OK)
+            goto fail;
+        st = dm_sdf_from_mesh(&m, &s->grid, (size_t)sl_params_int(params, "init_samples"),
+                              s->sdf, err);
+        host->log(host, SL_LOG_INFO, "initial SDF from the mesh of '%s' (%zu vertices, %zu "
+                  "triangles)", path, m.n_vertices, m.n_faces);
+        sl_mesh_free(&m);
+        if (st != SL_OK)
+            goto fail;
     }
     /* Texture: table uniform in [-a, a] (sample 0 of the init stream), MLP weights
      * Xavier-uniform (sample 1), zero biases. */
