@@ -47,8 +47,8 @@ sl_status dm_read_run_mesh(const char *path, sl_mesh *m, sl_error *err)
     sl_status st = SL_OK;
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
-        st = sl_error_set(err, SL_ERR_IO, "dmtet: cannot open the run log '%s' (init: "
-                          "run_mesh)", path);
+        st = sl_error_set(err, SL_ERR_IO, "dmtet: cannot open the run log '%s' (init_run "
+                          "of init: run_mesh: has the first stage run?)", path);
         goto done;
     }
     void *v = NULL, *f = NULL;
