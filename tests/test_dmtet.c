@@ -6,7 +6,8 @@
  *
  * Checks:
  *  - device math in double (central differences, h = 1e-6): crossing, ray-triangle,
- *    normalisation, cross product, projection, edge crossing VJPs;
+ *    normalisation, cross product, projection, edge crossing, hash encoding w.r.t. its
+ *    point VJPs;
  *  - the 16-case table; marching tetrahedra on an analytic sphere SDF: watertight (every
  *    edge on exactly two faces, traversed once each way), positive signed volume close to
  *    the sphere's, vertices on the sphere within grid accuracy; the same with random
@@ -15,10 +16,10 @@
  *    (signs kept away from zero so no topology changes);
  *  - vertex normals, normal consistency and Laplacian VJPs against FD;
  *  - the rasteriser against a brute-force double-precision ray-triangle reference;
- *  - the whole render's gradient w.r.t. deformations and SDF values by FD (a constant
- *    texture, so the colour does not depend on the lookup position), silhouette pixels
- *    included: an opacity-only loss (gradient only through the antialiasing) must give a
- *    nonzero, FD-matching gradient;
+ *  - the whole render's gradient w.r.t. deformations and SDF values by FD, silhouette pixels
+ *    included: all outputs with a constant texture; an opacity-only loss (gradient only
+ *    through the antialiasing) must give a nonzero, FD-matching gradient; colour only with
+ *    a varying texture (through the lookup position too);
  *  - texture parameters' gradients by FD; determinism across 1, 2, 3 threads;
  *    sample_field's sign and a marching-cubes export close to the sphere;
  *  - init: run_mesh from a log holding a sphere's mesh: the SDF within the samples' spacing
@@ -40,6 +41,12 @@
 #define steinlab_plugin_entry test_entry_dmtet
 #include "../plugins/representations/dmtet/dmtet.c"
 #undef steinlab_plugin_entry
+
+#define NM_REAL double
+#define NM_FN(name) nerfd_##name
+#include "../plugins/representations/nerf/nerf_math_impl.h"
+#undef NM_REAL
+#undef NM_FN
 
 #define DM_REAL double
 #define DM_FN(name) dmtetd_##name
@@ -293,6 +300,45 @@ START_TEST(test_math_vjps)
             norm += fabs(dxs[w][k]);
         }
     ck_assert(norm > 0.1);
+
+    /* hash encoding w.r.t. its point: L = <denc, enc(u)> (dense and hashed levels) */
+    {
+        nerf_grid hg = { .levels = 3, .feat = 2 };
+        uint32_t total = 0;
+        int res[3] = { 3, 7, 40 };
+        for (int l = 0; l < 3; l++) {
+            uint32_t verts = (uint32_t)((res[l] + 1) * (res[l] + 1) * (res[l] + 1));
+            hg.res[l] = res[l];
+            hg.dense[l] = verts <= 1024;
+            hg.size[l] = hg.dense[l] ? verts : 1024;
+            hg.offset[l] = total;
+            total += hg.size[l];
+        }
+        hg.entries = total;
+        double *tab = malloc((size_t)total * 2 * sizeof(double)), denc[6], enc[6];
+        for (size_t i = 0; i < (size_t)total * 2; i++)
+            tab[i] = test_normal1(40, i);
+        for (int i = 0; i < 6; i++)
+            denc[i] = test_normal1(41, (size_t)i);
+        double u[3] = { 0.313, 0.571, 0.826 }, du[3] = { 0, 0, 0 };
+        dmtetd_hash_encode_vjp_u(&hg, tab, u, denc, du);
+        norm = 0;
+        for (int k = 0; k < 3; k++) {
+            double keep = u[k], l[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                u[k] = keep + (sgn ? -FD_H : FD_H);
+                nerfd_hash_encode(&hg, tab, u, enc);
+                l[sgn] = 0;
+                for (int i = 0; i < 6; i++)
+                    l[sgn] += denc[i] * enc[i];
+            }
+            u[k] = keep;
+            check_close(du[k], (l[0] - l[1]) / (2 * FD_H), 1e-6, "hash_encode_vjp_u", k);
+            norm += fabs(du[k]);
+        }
+        ck_assert(norm > 0.1);
+        free(tab);
+    }
 
     /* deformation */
     double sc = 0.03, dd = 0.4;
@@ -769,12 +815,19 @@ static void two_cams(sl_camera *cams, int H, int W)
 
 /* FD of the render loss w.r.t. deformations and SDF values, skipping parameters whose
  * steps change which face a pixel shows (a discontinuity of the rasterised image). */
-static void check_geometry_gradient(const loss_weights *w, int B, int H, int W,
+static void check_geometry_gradient(const loss_weights *w, int B, int H, int W, int textured,
                                     double *norm_out, int *checked_out)
 {
     dm_inst in;
     dm_new(&in, small_spec);
-    constant_texture(&in);
+    if (textured) {
+        /* A texture that varies over the surface: the colour's lookup position then carries
+         * gradient into the vertices everywhere, not only at silhouettes. */
+        test_normal(50, in.s->n_table, in.s->table);
+        test_normal(51, in.s->mlp.n_params, in.s->mlp_p);
+    } else {
+        constant_texture(&in);
+    }
     perturb_geometry(&in, 5);
     sl_camera cams[2];
     two_cams(cams, H, W);
@@ -838,15 +891,20 @@ START_TEST(test_render_gradients_geometry)
     loss_weights all = { wr, wd, wn, wo };
     double norm;
     int checked;
-    check_geometry_gradient(&all, B, H, W, &norm, &checked);
+    check_geometry_gradient(&all, B, H, W, 0, &norm, &checked);
     ck_assert_int_ge(checked, 20);
     ck_assert(norm > 1e-2);
     /* Opacity alone: its only gradient is the silhouettes' (covered pixels have opacity 1
      * whatever the geometry), so this checks the antialiasing's gradient on its own. */
     loss_weights sil = { NULL, NULL, NULL, wo };
-    check_geometry_gradient(&sil, B, H, W, &norm, &checked);
+    check_geometry_gradient(&sil, B, H, W, 0, &norm, &checked);
     ck_assert_int_ge(checked, 10);
     ck_assert_msg(norm > 1e-3, "silhouette gradient is zero");
+    /* Colour alone with a varying texture: silhouettes and the lookup position. */
+    loss_weights col = { wr, NULL, NULL, NULL };
+    check_geometry_gradient(&col, B, H, W, 1, &norm, &checked);
+    ck_assert_int_ge(checked, 20);
+    ck_assert(norm > 1e-2);
     free(wr), free(wd), free(wn), free(wo);
 }
 END_TEST

@@ -16,10 +16,10 @@
  *
  * Gradients: every output flows back through the antialiasing step (silhouette gradients to
  * the edge's vertices), depth and normals through the ray-triangle hit and the vertex
- * normals to the mesh vertices, the colour into the texture field's parameters; mesh
- * vertices flow into the SDF values and deformations through the crossings. The texture's
- * lookup position is not differentiated (the colour moves geometry only at silhouettes):
- * the hash encoding's VJP w.r.t. its input is not in nerf_math.h. Regularisers, added to
+ * normals to the mesh vertices, the colour into the texture field's parameters and,
+ * through its lookup position (dmtet_hash_encode_vjp_u, then the hit's barycentrics), into
+ * the mesh vertices too; mesh vertices flow into the SDF values and deformations through
+ * the crossings. Regularisers, added to
  * the loss of the TRAIN render whose backward follows:
  *     lambda_normal_consistency mean over interior edges (1 - <n_f, n_g>)
  *     lambda_laplacian          mean over vertices |x_v - mean of its neighbours|^2
@@ -104,7 +104,7 @@ typedef struct dmtet_state {
     sl_camera *saved_cams;          /* (cap_views,) */
     /* backward scratch */
     float *dsv, *dvn, *tmp3;        /* (cap_sv, 3) */
-    float *dpre, *gout, *pair_f, *pix_rec;   /* per pixel of one view */
+    float *dpre, *gout, *pair_f, *pix_rec, *pix_dpos;   /* per pixel of one view */
     int32_t *pair_v;
     float *shard;                   /* (DMTET_GRAD_SHARDS, n_table + mlp.n_params) */
 } dmtet_state;
@@ -297,6 +297,7 @@ static void dmtet_destroy(void *state)
     free(s->gout);
     free(s->pair_f);
     free(s->pix_rec);
+    free(s->pix_dpos);
     free(s->pair_v);
     dmtet_free_views(s);
     free(s);
@@ -537,6 +538,7 @@ static sl_status dmtet_reserve_views(dmtet_state *s, int B, size_t px, sl_error 
     free(s->gout);
     free(s->pair_f);
     free(s->pix_rec);
+    free(s->pix_dpos);
     free(s->pair_v);
     s->views = calloc((size_t)nb, sizeof *s->views);
     s->saved_cams = calloc((size_t)nb, sizeof *s->saved_cams);
@@ -544,9 +546,10 @@ static sl_status dmtet_reserve_views(dmtet_state *s, int B, size_t px, sl_error 
     s->gout = malloc(px * DMTET_CH * sizeof(float));
     s->pair_f = malloc(px * 8 * sizeof(float));
     s->pix_rec = malloc(px * 18 * sizeof(float));
+    s->pix_dpos = malloc(px * 3 * sizeof(float));
     s->pair_v = malloc(px * 4 * sizeof(int32_t));
     int ok = s->views && s->saved_cams && s->dpre && s->gout && s->pair_f && s->pix_rec &&
-             s->pair_v;
+             s->pix_dpos && s->pair_v;
     if (s->views) {
         s->cap_views = nb;
         for (int b = 0; ok && b < nb; b++) {
@@ -691,30 +694,6 @@ static sl_status dmtet_backward(void *state, const sl_render *grad, sl_error *er
         }
         dm_antialias_vjp(&rm, &vb->v, cam, H, W, DMTET_CH, vb->pre, s->gout, s->dpre,
                          s->pair_f, s->pair_v, s->dsv);
-        /* Depth and normals: per-pixel vertex gradients, scattered below in pixel order. */
-#pragma omp parallel for schedule(static)
-        for (size_t p = 0; p < px; p++) {
-            int32_t f = vb->v.tri[p];
-            float *r = s->pix_rec + 18 * p;
-            if (f < 0)
-                continue;
-            const float *dp = s->dpre + DMTET_CH * p;
-            dm_pixel_attributes_vjp(&rm, cam, (int)(p / (size_t)W), (int)(p % (size_t)W), f,
-                                    vb->v.hit + 3 * p, dp[3], dp + 4, r, r + 9);
-        }
-        for (size_t p = 0; p < px; p++) {
-            int32_t f = vb->v.tri[p];
-            if (f < 0)
-                continue;
-            const float *r = s->pix_rec + 18 * p;
-            for (int q = 0; q < 3; q++) {
-                size_t v = (size_t)s->surf.faces[3 * (size_t)f + q];
-                for (int k = 0; k < 3; k++) {
-                    s->dsv[3 * v + k] += r[3 * q + k];
-                    s->dvn[3 * v + k] += r[9 + 3 * q + k];
-                }
-            }
-        }
         /* Texture: pixel blocks belong to shard (block mod DMTET_GRAD_SHARDS). */
         const size_t nblocks = (px + DMTET_PIXEL_BLOCK - 1) / DMTET_PIXEL_BLOCK;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -724,6 +703,8 @@ static sl_status dmtet_backward(void *state, const sl_render *grad, sl_error *er
             for (size_t blk = (size_t)sh; blk < nblocks; blk += DMTET_GRAD_SHARDS) {
                 size_t p1 = (blk + 1) * DMTET_PIXEL_BLOCK < px ? (blk + 1) * DMTET_PIXEL_BLOCK : px;
                 for (size_t p = blk * DMTET_PIXEL_BLOCK; p < p1; p++) {
+                    float *dposp = s->pix_dpos + 3 * p;
+                    dposp[0] = dposp[1] = dposp[2] = 0;
                     if (vb->v.tri[p] < 0)
                         continue;
                     const float *rec = vb->rec + (size_t)s->rec_size * p;
@@ -736,13 +717,46 @@ static sl_status dmtet_backward(void *state, const sl_render *grad, sl_error *er
                         continue;
                     dm_mlp_backward(&s->mlp, s->mlp_p, gm, rec, rec + enc_n, dlogit, denc);
                     /* The lookup position, as in the forward pass. */
-                    float x[3], nrm[3], u[3];
+                    float x[3], nrm[3], u[3], du[3] = { 0, 0, 0 };
                     dm_pixel_attributes(&rm, vb->v.tri[p], vb->v.hit + 3 * p, x, nrm);
                     for (int k = 0; k < 3; k++) {
                         float t = (x[k] - s->grid.bmin[k]) / (s->grid.bmax[k] - s->grid.bmin[k]);
                         u[k] = t < 0 ? 0 : (t > 1 ? 1 : t);
                     }
                     nerf_hash_encode_vjp(&s->tex, u, denc, gt);
+                    /* The lookup position (no gradient where u is clamped to the box). */
+                    dmtet_hash_encode_vjp_u(&s->tex, s->table, u, denc, du);
+                    for (int k = 0; k < 3; k++) {
+                        float span = s->grid.bmax[k] - s->grid.bmin[k];
+                        float t = (x[k] - s->grid.bmin[k]) / span;
+                        dposp[k] = t > 0 && t < 1 ? du[k] / span : 0;
+                    }
+                }
+            }
+        }
+        /* Depth, normals and the texture's lookup position: per-pixel vertex gradients,
+         * scattered below in pixel order. */
+#pragma omp parallel for schedule(static)
+        for (size_t p = 0; p < px; p++) {
+            int32_t f = vb->v.tri[p];
+            float *r = s->pix_rec + 18 * p;
+            if (f < 0)
+                continue;
+            const float *dp = s->dpre + DMTET_CH * p;
+            dm_pixel_attributes_vjp(&rm, cam, (int)(p / (size_t)W), (int)(p % (size_t)W), f,
+                                    vb->v.hit + 3 * p, dp[3], dp + 4, s->pix_dpos + 3 * p, r,
+                                    r + 9);
+        }
+        for (size_t p = 0; p < px; p++) {
+            int32_t f = vb->v.tri[p];
+            if (f < 0)
+                continue;
+            const float *r = s->pix_rec + 18 * p;
+            for (int q = 0; q < 3; q++) {
+                size_t v = (size_t)s->surf.faces[3 * (size_t)f + q];
+                for (int k = 0; k < 3; k++) {
+                    s->dsv[3 * v + k] += r[3 * q + k];
+                    s->dvn[3 * v + k] += r[9 + 3 * q + k];
                 }
             }
         }

@@ -1,8 +1,9 @@
 /* plugins/representations/dmtet/dmtet_math.h — DMTet's per-element math, each piece beside
  * its VJP: the bounded vertex deformation, the surface crossing on a tetrahedron edge, the
  * ray-triangle intersection that gives perspective-correct barycentrics and z-depth,
- * normalisation and cross products (normals), the pinhole projection, and the silhouette
- * crossing of the antialiasing step.
+ * normalisation and cross products (normals), the pinhole projection, the silhouette
+ * crossing of the antialiasing step, and the hash encoding's VJP w.r.t. its input point
+ * (the texture's lookup position; the encoding itself is nerf_math.h's).
  *
  * Every function is `static inline` and SL_HD (steinlab/device.h) so a CUDA kernel can call
  * the same code. Like nerf_math.h the bodies are written once over a scalar type DM_REAL
@@ -31,6 +32,7 @@
 #endif
 
 #include "steinlab/device.h"
+#include "nerf_math.h"   /* nerf_grid, nerf_grid_index: the texture's hash grid */
 
 #endif /* DMTET_MATH_H */
 

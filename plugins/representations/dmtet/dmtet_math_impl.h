@@ -266,3 +266,49 @@ SL_HD static inline DM_REAL DM_FN(aa_weight_grad)(int side, DM_REAL t)
         return t < (DM_REAL)0.5 ? -1 : 0;
     return t > (DM_REAL)0.5 ? 1 : 0;
 }
+
+/* ------------------------------------------------------------------ texture lookup */
+
+/* VJP of nerf_hash_encode w.r.t. the point u in [0, 1]^3 (the table's VJP is nerf_math.h's):
+ * enc[l F + f] = sum_c w_c(u) table[row_c F + f] with trilinear weights
+ * w_c = prod_k (bit_k(c) ? f_k : 1 - f_k), f_k = u_k res_l - i_k, so
+ *     dw_c/du_k = (bit_k(c) ? res_l : -res_l) prod_{m != k} (bit_m(c) ? f_m : 1 - f_m),
+ *     du_k += sum_l sum_c dw_c/du_k <table_row_c, denc_l>            (accumulates)
+ * (piecewise: the cell, hence the rows, is fixed between cell boundaries). */
+SL_HD static inline void DM_FN(hash_encode_vjp_u)(const nerf_grid *g, const DM_REAL *table,
+                                                 const DM_REAL u[3], const DM_REAL *denc,
+                                                 DM_REAL du[3])
+{
+    const int F = g->feat;
+    for (int l = 0; l < g->levels; l++) {
+        int r = g->res[l];
+        uint32_t i0[3];
+        DM_REAL f[3];
+        for (int k = 0; k < 3; k++) {
+            DM_REAL p = u[k] * (DM_REAL)r;
+            int ik = (int)floor((double)p);
+            ik = ik < 0 ? 0 : (ik > r - 1 ? r - 1 : ik);
+            i0[k] = (uint32_t)ik;
+            f[k] = p - (DM_REAL)ik;
+        }
+        const DM_REAL *de = denc + l * F;
+        for (int c = 0; c < 8; c++) {
+            uint32_t row = g->offset[l] + nerf_grid_index(g, l, i0[0] + (c & 1),
+                                                          i0[1] + ((c >> 1) & 1),
+                                                          i0[2] + ((c >> 2) & 1));
+            const DM_REAL *t = table + (size_t)row * F;
+            DM_REAL dot = 0;
+            for (int q = 0; q < F; q++)
+                dot += t[q] * de[q];
+            DM_REAL w[3], dw[3];
+            for (int k = 0; k < 3; k++) {
+                int up = (c >> k) & 1;
+                w[k] = up ? f[k] : 1 - f[k];
+                dw[k] = up ? (DM_REAL)r : -(DM_REAL)r;
+            }
+            du[0] += dw[0] * w[1] * w[2] * dot;
+            du[1] += w[0] * dw[1] * w[2] * dot;
+            du[2] += w[0] * w[1] * dw[2] * dot;
+        }
+    }
+}

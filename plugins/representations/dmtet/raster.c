@@ -171,7 +171,8 @@ void dm_pixel_attributes(const dm_raster_mesh *m, int32_t f, const float hit[3],
 
 void dm_pixel_attributes_vjp(const dm_raster_mesh *m, const sl_camera *cam, int i, int j,
                              int32_t f, const float hit[3], float ddepth,
-                             const float dnormal[3], float dx[9], float dn[9])
+                             const float dnormal[3], const float dpos[3], float dx[9],
+                             float dn[9])
 {
     const int32_t *fv = m->faces + 3 * (size_t)f;
     float l[3] = { 1 - hit[1] - hit[2], hit[1], hit[2] }, nsum[3] = { 0, 0, 0 };
@@ -181,14 +182,17 @@ void dm_pixel_attributes_vjp(const dm_raster_mesh *m, const sl_camera *cam, int 
     float dsum[3] = { 0, 0, 0 };
     dmtet_normalize_vjp(nsum, dnormal, dsum);
     float dl[3];
+    memset(dx, 0, 9 * sizeof(float));
     for (int q = 0; q < 3; q++) {
-        dl[q] = dmtet_dot3(dsum, m->vnormal + 3 * (size_t)fv[q]);
-        for (int k = 0; k < 3; k++)
+        const float *xq = m->verts + 3 * (size_t)fv[q];
+        dl[q] = dmtet_dot3(dsum, m->vnormal + 3 * (size_t)fv[q]) + dmtet_dot3(dpos, xq);
+        for (int k = 0; k < 3; k++) {
             dn[3 * q + k] = l[q] * dsum[k];
+            dx[3 * q + k] = l[q] * dpos[k];
+        }
     }
     /* l0 = 1 - l1 - l2. */
     float dout[3] = { ddepth, dl[1] - dl[0], dl[2] - dl[0] };
-    memset(dx, 0, 9 * sizeof(float));
     float d[3];
     dm_pixel_ray(cam, i, j, d);
     dmtet_ray_triangle_vjp(d, m->verts + 3 * (size_t)fv[0], m->verts + 3 * (size_t)fv[1],

@@ -80,12 +80,15 @@ sl_status dm_rasterize(const dm_raster_mesh *m, const sl_camera *cam, dm_raster_
 void dm_pixel_attributes(const dm_raster_mesh *m, int32_t f, const float hit[3],
                          float pos[3], float normal[3]);
 
-/* VJP of the pixel's depth s and normal for upstream ddepth and dnormal (3,): the gradients
- * of the face's three vertices' positions (dx, (3, 3), overwritten) and vertex normals
- * (dn, (3, 3), overwritten), in the order of the face's vertices. */
+/* VJP of the pixel's depth s, normal and position for upstream ddepth, dnormal (3,) and
+ * dpos (3,): the gradients of the face's three vertices' positions (dx, (3, 3),
+ * overwritten) and vertex normals (dn, (3, 3), overwritten), in the order of the face's
+ * vertices. The position p = sum_k l_k x_k depends on the vertices directly and through the
+ * barycentrics of the hit. */
 void dm_pixel_attributes_vjp(const dm_raster_mesh *m, const sl_camera *cam, int i, int j,
                              int32_t f, const float hit[3], float ddepth,
-                             const float dnormal[3], float dx[9], float dn[9]);
+                             const float dnormal[3], const float dpos[3], float dx[9],
+                             float dn[9]);
 
 /* Antialiasing: out (H, W, C) = pre (H, W, C) plus the silhouette blends (see above). */
 void dm_antialias(const dm_raster_mesh *m, const dm_raster_view *view, int H, int W, int C,
