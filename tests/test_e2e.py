@@ -595,6 +595,51 @@ class NerfQuickstart(unittest.TestCase):
                 self.assertEqual(f["plugins/nerf"].attrs["kind"], "representation")
 
 
+class DmtetSmoke(unittest.TestCase):
+    def test_dmtet_sds_runs(self):
+        """experiments/dmtet-sds.yaml, shortened: the DMTet mesh trains with SDS on the world
+        prior end to end (extraction, rasterisation, backward, regularisers, mesh export and
+        Chamfer at evaluation) and logs finite values."""
+        spec = os.path.join(SRC, "experiments", "dmtet-sds.yaml")
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "d.h5")
+            r = run(["run", spec, "steps=12", "representation.grid_resolution=24",
+                     "log.eval_every=12", "log.render_every=12", f"log.path={log}",
+                     "log.progress=none"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with h5py.File(log, "r") as f:
+                self.assertEqual(int(f.attrs["steps"]), 12)
+                faces = f["steps/dmtet_faces"][:]
+                self.assertTrue(np.all(faces > 100), faces)
+                for s in ["dmtet_normal_consistency", "dmtet_laplacian", "loss", "grad_norm"]:
+                    self.assertTrue(np.all(np.isfinite(f["steps"][s][:])), s)
+                self.assertTrue(np.all(f["steps/grad_norm"][:] > 0))
+                self.assertTrue(np.all(np.isfinite(f["eval/psnr"][:])))
+                self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
+                self.assertEqual(f["plugins/dmtet"].attrs["kind"], "representation")
+
+    def test_dmtet_from_a_nerf_run(self):
+        """Two stages as two specs: a short NeRF quickstart run, then DMTet initialised from
+        the mesh in its log (init: run_mesh)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            nerf = os.path.join(tmp, "nerf.h5")
+            # 30 steps leave the density below the default iso-level: mesh at a lower one.
+            r = run(["run", os.path.join(SRC, "experiments", "quickstart.yaml"), "steps=30",
+                     f"log.path={nerf}", "log.progress=none", "log.eval_every=30",
+                     "log.mesh_threshold=5"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            log = os.path.join(tmp, "d.h5")
+            r = run(["run", os.path.join(SRC, "experiments", "dmtet-sds.yaml"), "steps=3",
+                     "representation.grid_resolution=24", "representation.init=run_mesh",
+                     f"representation.init_run={nerf}", "log.eval_every=3",
+                     f"log.path={log}", "log.progress=none"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("initial SDF from the mesh of", r.stderr + r.stdout)
+            with h5py.File(log, "r") as f:
+                self.assertTrue(np.all(f["steps/dmtet_faces"][:] > 100))
+                self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
+
+
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])

@@ -578,6 +578,31 @@ class SsdMlpResume(ResumeCase):
         k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
         print(f"ssd + mlp baseline: {n} steps extended to {2 * n}: {k} datasets "
               f"bit-identical", file=sys.stderr)
+DMTET = os.path.join(SRC, "experiments", "dmtet-sds.yaml")
+# A small DMTet run with random backgrounds (a per-step draw) and both regularisers: the
+# plugin keeps no state beyond its parameter groups, which the core checkpoints.
+DMTET_BASE = ["prior.resolution=16", "cameras.resolution=16", "cameras.batch_size=2",
+              "representation.grid_resolution=20", "representation.background=random",
+              "log.eval_every=30", "log.render_every=40", "log.progress=none",
+              "log.path=run.h5"]
+
+
+class DmtetResume(ResumeCase):
+    def test_dmtet_extended_to_2n(self):
+        n = 6
+        d = tempfile.mkdtemp(prefix="steinlab-dmtet-baseline-")
+        r = run(["run", DMTET, f"steps={2 * n}"] + DMTET_BASE, cwd=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = os.path.join(d, "run.h5")
+        cwd = self.workdir("dmtet")
+        r = run(["run", DMTET, f"steps={n}"] + DMTET_BASE, cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
+        print(f"dmtet: {n} steps extended to {2 * n}: {k} datasets bit-identical",
+              file=sys.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
