@@ -113,6 +113,16 @@ class PriorTrain(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with h5py.File(f"{self.d}/run.h5", "r") as f:
             self.assertTrue(np.all(np.isfinite(f["steps/loss"][()])))
+            unet_eval = {k: f["eval"][k][()] for k in ("psnr", "mask_iou")}
+        # Its teacher was the world prior, so the run is scored against the same ground
+        # truth as a run on the exact prior: the initial render scores identically.
+        r = run(["run"] + base + ["prior.prompt=a blue box", f"log.path={self.d}/world.h5"],
+                self.d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with h5py.File(f"{self.d}/world.h5", "r") as f:
+            for k, v in unet_eval.items():
+                self.assertTrue(np.isfinite(v[0]), k)
+                self.assertEqual(v[0], f["eval"][k][0], k)
         r = run(["run"] + base + [f"prior={{plugin: unet, weights: {w}, prompt: a torus}}"],
                 self.d)
         self.assertNotEqual(r.returncode, 0)
