@@ -158,6 +158,10 @@ static pid_t spawn_cell(const char *abs_dir, size_t cell, int resume, int thread
     int e = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (in < 0 || o < 0 || e < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
         _exit(126);
+    /* Cells run side by side: OpenMP threads that spin while they wait would take the cores
+     * of the other cells (a run several times slower), so they sleep unless the user chose. */
+    if (!getenv("OMP_WAIT_POLICY"))
+        setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", resume ? argv_resume : argv_fresh);
     dprintf(2, "steinlab sweep: cannot execute /proc/self/exe: %s\n", strerror(errno));
     _exit(127);
