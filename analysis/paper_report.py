@@ -34,6 +34,7 @@ PROBED = ["objects-probed", "rooms-probed"]
 ABLATIONS = ["ablation-mu", "ablation-guidance", "ablation-trange", "ablation-probe-k"]
 DPI = 72
 SERIES = ["var_img", "var_par"]
+DRIVEN_METRICS = ("psnr", "ssim", "mask_iou", "depth_l1", "time_s")
 PRACTICAL = 0.01   # a ratio within 1% of 1 is reported as no difference, however certain
 
 
@@ -216,6 +217,9 @@ def variance_figure(sw, name, out, panel_key):
 
 
 def convergence_figure(sw, name, out, by, metrics=("psnr", "mask_iou", "depth_l1")):
+    """Evaluation metrics per group (mean ± std over its cells) against steps, and against
+    wall-clock time: the cells' times differ, so each evaluation step is placed at the mean
+    time its cells took to reach it."""
     ev = sw.eval
     metrics = [m for m in metrics if m in ev and ev[m].notna().any()]
     if not metrics:
@@ -225,6 +229,8 @@ def convergence_figure(sw, name, out, by, metrics=("psnr", "mask_iou", "depth_l1
     df = ev.copy()
     if by == "prior.prompt" and by in df:
         df[by] = df[by].map(short)
+    keys = ["cell"] if by is None else [by]
+    df["time_s"] = df.groupby(keys + ["step"])["time_s"].transform("mean")
     for i, m in enumerate(metrics):
         for j, x in enumerate(xs):
             ax = axes[i, j]
@@ -309,22 +315,49 @@ def main():
                         t["prior.prompt"] = t["prior.prompt"].map(short)
                     md.append(f"\nFinal {m} of the SDS-driven runs:\n\n" + sa.to_markdown(t, ".3f"))
 
-    sw = load(a.sweeps, "objects-driven")
-    if sw is not None:
+    # The driven grid, whole (objects-driven) or run as several sweeps over subsets of its
+    # prompts or seeds (objects-driven-*: the same spec with `sweep.prior.prompt=[...]` /
+    # `sweep.seed=[...]` overrides), pooled into one table.
+    names = sorted(d for d in os.listdir(a.sweeps) if d.startswith("objects-driven") and
+                   os.path.isdir(os.path.join(a.sweeps, d))) if os.path.isdir(a.sweeps) else []
+    finals, evals, n_done, n_all = [], [], 0, 0
+    for name in names:
+        sw = load(a.sweeps, name)
+        if sw is None:
+            continue
         done = finished(sw)
-        md.append(f"\n## objects-driven\n\n{len(done)} of {len(sw.cells)} cells finished.\n")
-        for frame in (sw.cells, sw.eval):
-            frame["estimator"] = frame["estimator"].map(estimator_name)
-        for m in ("psnr", "ssim", "mask_iou", "depth_l1"):
-            if m in sw.eval:
-                t = sa.comparison_table(sw, m)
-                if "prior.prompt" in t:
-                    t["prior.prompt"] = t["prior.prompt"].map(short)
-                md.append(f"\nFinal {m}, runs driven by each estimator:\n\n" +
-                          sa.to_markdown(t, ".3f"))
-        conv = convergence_figure(sw, "objects-driven", a.out, "estimator")
+        n_done, n_all = n_done + len(done), n_all + len(sw.cells)
+        cells = sw.cells[sw.cells["cell"].isin(done)]
+        f = cells[["cell", "estimator", "prior.prompt", "seed"]].copy()
+        for m in DRIVEN_METRICS:
+            f[m] = [sw.runs[c].final(m) if m in sw.runs[c].eval else np.nan for c in f["cell"]]
+        f["cell"] = name + "/" + f["cell"]
+        finals.append(f)
+        ev = sw.eval[sw.eval["cell"].isin(done)].copy()
+        ev["cell"] = name + "/" + ev["cell"]
+        evals.append(ev)
+    if finals:
+        fin = pd.concat(finals, ignore_index=True)
+        fin["estimator"] = fin["estimator"].map(estimator_name)
+        fin["prior.prompt"] = fin["prior.prompt"].map(short)
+        md.append(f"\n## objects-driven\n\nSweeps {', '.join(names)}: {n_done} of {n_all} "
+                  "cells finished (unfinished cells are left out).\n")
+        for m in DRIVEN_METRICS:
+            g = fin.dropna(subset=[m]).groupby(["prior.prompt", "estimator"], sort=True)[m]
+            t = pd.DataFrame({f"{m}_mean": g.mean(), f"{m}_std": g.std(ddof=1),
+                              "n": g.count()}).reset_index()
+            what = "wall-clock seconds at the last evaluation" if m == "time_s" else f"final {m}"
+            md.append(f"\n{what[0].upper() + what[1:]}, runs driven by each estimator:\n\n" +
+                      sa.to_markdown(t, ".3f"))
+        ev = pd.concat(evals, ignore_index=True)
+        ev["estimator"] = ev["estimator"].map(estimator_name)
+
+        class Pooled:
+            eval = ev
+        conv = convergence_figure(Pooled, "objects-driven", a.out, "estimator")
         if conv:
-            md.append(f"\n![objects-driven convergence]({os.path.basename(conv)})\n")
+            md.append(f"\n![objects-driven convergence, pooled over prompts and seeds]"
+                      f"({os.path.basename(conv)})\n")
 
     with open(os.path.join(a.out, "tables.md"), "w") as f:
         f.write("\n".join(md))
