@@ -71,3 +71,14 @@ void sl_camera_sampler_eval(const sl_camera_sampler *s, sl_camera *cams)
         place(s, az, s->eval_elevation, s->eval_distance, s->eval_fovy, &cams[k]);
     }
 }
+
+void sl_camera_sampler_turntable(const sl_camera_sampler *s, int frames, int resolution,
+                                 sl_camera *cams)
+{
+    sl_camera_sampler sized = *s;
+    sized.resolution = resolution;
+    for (int k = 0; k < frames; k++) {
+        float az = 360.0f * (float)k / (float)frames;
+        place(&sized, az, s->eval_elevation, s->eval_distance, s->eval_fovy, &cams[k]);
+    }
+}

@@ -38,4 +38,10 @@ void sl_camera_sampler_draw_key(const sl_camera_sampler *s, sl_rng_key key, sl_c
 /* The fixed evaluation cameras: (s->eval_views,), azimuth 360 k / eval_views. */
 void sl_camera_sampler_eval(const sl_camera_sampler *s, sl_camera *cams);
 
+/* A turntable: (frames,) cameras of width = height = resolution at the evaluation
+ * elevation, distance and field of view, azimuth 360 k / frames starting at 0. Orbit
+ * cameras circle the target; inside-out cameras turn in place at it. */
+void sl_camera_sampler_turntable(const sl_camera_sampler *s, int frames, int resolution,
+                                 sl_camera *cams);
+
 #endif

@@ -2665,6 +2665,7 @@ sl_status sl_run_open_representation(const char *log_path, sl_run_repr **out, sl
     h->mesh_resolution = (int)sl_params_int(r->logp, "mesh_resolution");
     h->mesh_threshold = sl_params_has(r->logp, "mesh_threshold")
                             ? sl_params_float(r->logp, "mesh_threshold") : NAN;
+    sl_camera_sampler_init(&h->cameras, r->cameras, 0);
     h->priv = r;
     *out = h;
     return SL_OK;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "steinlab/status.h"
+#include "camera_sampler.h"
 
 typedef struct sl_run_options {
     const char *spec_path;
@@ -69,6 +70,8 @@ typedef struct sl_run_repr {
     int64_t steps_done;          /* the checkpoint's */
     int mesh_resolution;         /* the run's log.mesh_resolution */
     double mesh_threshold;       /* the run's log.mesh_threshold; NaN when not set */
+    sl_camera_sampler cameras;   /* the run's `cameras` section (mode, target, eval views);
+                                    resolution 0 where the spec gives none */
     void *priv;                  /* the run it lives in */
 } sl_run_repr;
 

@@ -2,7 +2,8 @@
 # The slow tier: the whole fast suite again, built with AddressSanitizer and
 # UndefinedBehaviorSanitizer (build-asan/), then a bounded libFuzzer run of every parser
 # (scripts/fuzz-smoke.sh), valgrind on short runs, a real single-node Slurm round trip and
-# the analysis notebook executed on a fresh sweep.
+# the analysis notebook executed on a fresh sweep, and the turntable video encoded by ffmpeg
+# (scripts/video-test.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f build-asan/build.ninja ]; then
@@ -18,3 +19,4 @@ scripts/fuzz-smoke.sh
 scripts/valgrind-quickstart.sh
 scripts/slurm-test.sh
 scripts/notebook-test.sh
+scripts/video-test.sh

@@ -1,5 +1,7 @@
 /* core/cli/cmd_export.c — `steinlab export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N]
- * [--threshold X]`: the run's final mesh as a file.
+ * [--threshold X]`: the run's final mesh as a file; `steinlab export RUN.h5 --video OUT.mp4
+ * [--frames N] [--resolution R] [--fps F]`: a turntable of the trained representation
+ * (export_video.h).
  *
  * Without --resolution / --threshold the mesh stored in the log (/mesh, written at the end of
  * the run) is written as it is. With either, the representation is recreated from the
@@ -15,6 +17,7 @@
 
 #include "cli.h"
 #include "driver.h"
+#include "export_video.h"
 #include "log.h"
 
 #include "steinlab/mesh.h"
@@ -24,11 +27,20 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: steinlab export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N] "
                  "[--threshold X]\n"
+                 "       steinlab export RUN.h5 --video OUT.mp4 [--frames N] [--resolution R] "
+                 "[--fps F]\n"
                  "  --mesh FILE        the run's final mesh (.obj with vertex colours, or binary "
                  ".ply)\n"
                  "  --resolution N     extract it again from the checkpoint at N grid points "
                  "per axis\n"
-                 "  --threshold X      ... at density iso-level X\n");
+                 "  --threshold X      ... at density iso-level X\n"
+                 "  --video FILE       a turntable of the representation rebuilt from the "
+                 "checkpoint,\n"
+                 "                     encoded by ffmpeg (on PATH), else PNG frames in "
+                 "FILE-without-extension_frames/\n"
+                 "  --frames N         frames of the turntable (default 60)\n"
+                 "  --resolution R     (video) frame size in pixels, even (default 128)\n"
+                 "  --fps F            (video) frames per second (default 24)\n");
 }
 
 /* The mesh stored in the log. */
@@ -91,13 +103,29 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 int sl_cmd_export(int argc, char **argv)
 {
-    const char *log = NULL, *mesh_path = NULL;
-    int resolution = 0, have_threshold = 0;
-    double threshold = NAN;
+    const char *log = NULL, *mesh_path = NULL, *video_path = NULL;
+    int resolution = 0, have_threshold = 0, frames = 60;
+    double threshold = NAN, fps = 24;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--mesh") && i + 1 < argc) {
             mesh_path = argv[++i];
+        } else if (!strcmp(a, "--video") && i + 1 < argc) {
+            video_path = argv[++i];
+        } else if (!strcmp(a, "--frames") && i + 1 < argc) {
+            if (parse_int(argv[++i], 1, 100000, &frames)) {
+                fprintf(stderr, "steinlab export: --frames expects an integer in [1, 100000], "
+                                "found '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--fps") && i + 1 < argc) {
+            char *end;
+            fps = strtod(argv[++i], &end);
+            if (*end || end == argv[i] || !(fps > 0 && fps <= 1000)) {
+                fprintf(stderr, "steinlab export: --fps expects a number in (0, 1000], "
+                                "found '%s'\n", argv[i]);
+                return 2;
+            }
         } else if (!strcmp(a, "--resolution") && i + 1 < argc) {
             if (parse_int(argv[++i], 2, 1024, &resolution)) {
                 fprintf(stderr, "steinlab export: --resolution expects an integer in [2, 1024], "
@@ -127,11 +155,35 @@ int sl_cmd_export(int argc, char **argv)
             return 2;
         }
     }
-    if (!log || !mesh_path) {
+    if (!log || !mesh_path == !video_path) {
+        if (mesh_path && video_path)
+            fprintf(stderr, "steinlab export: --mesh and --video are separate exports: one at "
+                            "a time\n");
         usage(stderr);
         return 2;
     }
     sl_error err = { "" };
+    if (video_path) {
+        if (have_threshold) {
+            fprintf(stderr, "steinlab export: --threshold applies to --mesh, not --video\n");
+            return 2;
+        }
+        if (resolution % 2 || resolution > 4096) {
+            fprintf(stderr, "steinlab export: --resolution of a video expects an even number "
+                            "of pixels in [2, 4096] (yuv420p video needs even sizes), found "
+                            "%d\n", resolution);
+            return 2;
+        }
+        sl_video_options o = { frames, resolution ? resolution : 128, fps };
+        char summary[PATH_MAX + 256];
+        sl_status vst = sl_export_video(log, video_path, &o, stderr, summary, sizeof summary,
+                                        &err);
+        if (vst == SL_OK)
+            printf("%s\n", summary);
+        else
+            fprintf(stderr, "error: %s\n", err.msg);
+        return sl_exit_code(vst);
+    }
     sl_mesh m;
     memset(&m, 0, sizeof m);
     sl_status st;

@@ -29,6 +29,8 @@ static void usage(FILE *out)
             "  inspect RUN.h5      summarise a run's log (also while it is being written)\n"
             "  export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N] [--threshold X]\n"
             "                      write the run's mesh (or re-extract it from the checkpoint)\n"
+            "  export RUN.h5 --video OUT.mp4 [--frames N] [--resolution R] [--fps F]\n"
+            "                      a turntable of the trained representation (ffmpeg, else PNGs)\n"
             "  render --representation gaussians --ply IN.ply --eye X,Y,Z --target X,Y,Z --up X,Y,Z\n"
             "         --fovy DEG --size WxH [--background R,G,B] OUT.png   one view of a splat file\n"
             "  prior train SPEC.yaml [key=value ...] [--threads N] [--resume] [--stop-at STEP]\n"
