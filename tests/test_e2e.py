@@ -640,6 +640,50 @@ class DmtetSmoke(unittest.TestCase):
                 self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
 
 
+class SplatsExport(unittest.TestCase):
+    """`steinlab export RUN.h5 --splats OUT.ply`: a Gaussians run's checkpoint as a 3DGS PLY
+    file whose rows are the checkpoint's parameters, bit for bit; refused for other
+    representations."""
+
+    @staticmethod
+    def read_ply(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        end = data.index(b"end_header\n") + len(b"end_header\n")
+        header = data[:end].decode().splitlines()
+        n = next(int(l.split()[2]) for l in header if l.startswith("element vertex"))
+        props = [l.split()[2] for l in header if l.startswith("property float")]
+        rows = np.frombuffer(data[end:], dtype="<f4").reshape(n, len(props))
+        return {name: rows[:, i] for i, name in enumerate(props)}
+
+    def test_checkpoint_as_ply(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "g.h5")
+            r = run(["run", os.path.join(SRC, "experiments", "gaussians-sds.yaml"), "steps=2",
+                     "representation.count=300", "prior.unconditional=all_buckets",
+                     "cameras.resolution=32", f"log.path={log}", "log.progress=none"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = os.path.join(tmp, "g.ply")
+            r = run(["export", log, "--splats", out])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("300 Gaussians", r.stdout)
+            cols = self.read_ply(out)
+            with h5py.File(log.replace(".h5", ".ckpt.h5"), "r") as c:
+                means = c["core/groups/means/data"][()].reshape(-1, 3)
+                opac = c["core/groups/opacities/data"][()]
+            self.assertEqual(len(cols["x"]), 300)
+            np.testing.assert_array_equal(np.stack([cols["x"], cols["y"], cols["z"]], 1), means)
+            np.testing.assert_array_equal(cols["opacity"], opac)
+            # A field representation has no Gaussians to export.
+            nerf = os.path.join(tmp, "n.h5")
+            r = run(["run", QUICKSTART_3D, "steps=1", f"log.path={nerf}", "log.progress=none",
+                     "log.mesh_resolution=0"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = run(["export", nerf, "--splats", out])
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("is not a run of Gaussians", r.stderr)
+
+
 class Cli(unittest.TestCase):
     def test_plugins_listing_and_details(self):
         r = run(["plugins"])

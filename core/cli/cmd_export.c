@@ -1,7 +1,9 @@
 /* core/cli/cmd_export.c — `steinlab export RUN.h5 --mesh OUT.obj|OUT.ply [--resolution N]
  * [--threshold X]`: the run's final mesh as a file; `steinlab export RUN.h5 --video OUT.mp4
  * [--frames N] [--resolution R] [--fps F]`: a turntable of the trained representation
- * (export_video.h).
+ * (export_video.h); `steinlab export RUN.h5 --splats OUT.ply`: the Gaussians of a run of
+ * the `gaussians` representation, from its checkpoint, in the PLY layout of 3DGS viewers
+ * (plugins/representations/gaussians/ply.h).
  *
  * Without --resolution / --threshold the mesh stored in the log (/mesh, written at the end of
  * the run) is written as it is. With either, the representation is recreated from the
@@ -19,6 +21,7 @@
 #include "driver.h"
 #include "export_video.h"
 #include "log.h"
+#include "ply.h"
 
 #include "steinlab/mesh.h"
 #include "steinlab/plugin.h"
@@ -40,7 +43,9 @@ static void usage(FILE *out)
                  "FILE-without-extension_frames/\n"
                  "  --frames N         frames of the turntable (default 60)\n"
                  "  --resolution R     (video) frame size in pixels, even (default 128)\n"
-                 "  --fps F            (video) frames per second (default 24)\n");
+                 "  --fps F            (video) frames per second (default 24)\n"
+                 "       steinlab export RUN.h5 --splats OUT.ply\n"
+                 "  --splats FILE      the Gaussians of a gaussians run (3DGS PLY layout)\n");
 }
 
 /* The mesh stored in the log. */
@@ -90,6 +95,46 @@ static sl_status mesh_from_log(const char *log, sl_mesh *m, int64_t *step, sl_er
     return st;
 }
 
+/* The Gaussians of a run of the `gaussians` representation, recognised by its six parameter
+ * groups (names and row widths), written as a 3DGS PLY file. */
+static sl_status export_splats(const char *log, const char *path, sl_error *err)
+{
+    sl_run_repr *h = NULL;
+    sl_status st = sl_run_open_representation(log, &h, err);
+    if (st != SL_OK)
+        return st;
+    static const char *const names[] = { "means", "scales", "rotations", "opacities", "sh_dc",
+                                         "sh_rest" };
+    enum { NG = sizeof names / sizeof names[0] };
+    sl_param_group g[NG + 1];
+    const size_t ng = h->vt->param_groups(h->state, g, NG + 1);
+    int matches = ng == NG;
+    for (size_t i = 0; matches && i < NG; i++)
+        matches = strcmp(g[i].name, names[i]) == 0;
+    const size_t n = matches ? g[0].n / 3 : 0;
+    const size_t rest = n ? g[5].n / n : 0;   /* 3 (K - 1) */
+    const int K = (int)(rest / 3) + 1;
+    const int degree = K == 1 ? 0 : K == 4 ? 1 : K == 9 ? 2 : K == 16 ? 3 : -1;
+    if (!matches || !n || g[0].n != 3 * n || g[1].n != 3 * n || g[2].n != 4 * n ||
+        g[3].n != n || g[4].n != 3 * n || g[5].n != rest * n || degree < 0) {
+        st = sl_error_set(err, SL_ERR_INVALID_ARG, "representation '%s' is not a run of "
+                          "Gaussians (expected the groups means, scales, rotations, opacities, "
+                          "sh_dc, sh_rest of the `gaussians` plugin): --splats needs one; use "
+                          "--mesh for field representations", h->label);
+    } else {
+        const gs_ply_data d = { .n = n, .sh_degree = degree, .means = g[0].data,
+                                .sh_dc = g[4].data, .sh_rest = K > 1 ? g[5].data : NULL,
+                                .opacity = g[3].data, .log_scales = g[1].data,
+                                .quats = g[2].data };
+        st = gs_ply_write(path, &d, err);
+        if (st == SL_OK)
+            printf("%s: %zu Gaussians, SH degree %d (the checkpoint after %lld steps)\n", path,
+                   n, degree, (long long)h->steps_done);
+    }
+    sl_run_repr_close(h);
+    return st;
+}
+
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
@@ -103,7 +148,7 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 int sl_cmd_export(int argc, char **argv)
 {
-    const char *log = NULL, *mesh_path = NULL, *video_path = NULL;
+    const char *log = NULL, *mesh_path = NULL, *video_path = NULL, *splats_path = NULL;
     int resolution = 0, have_threshold = 0, frames = 60;
     double threshold = NAN, fps = 24;
     for (int i = 1; i < argc; i++) {
@@ -112,6 +157,8 @@ int sl_cmd_export(int argc, char **argv)
             mesh_path = argv[++i];
         } else if (!strcmp(a, "--video") && i + 1 < argc) {
             video_path = argv[++i];
+        } else if (!strcmp(a, "--splats") && i + 1 < argc) {
+            splats_path = argv[++i];
         } else if (!strcmp(a, "--frames") && i + 1 < argc) {
             if (parse_int(argv[++i], 1, 100000, &frames)) {
                 fprintf(stderr, "steinlab export: --frames expects an integer in [1, 100000], "
@@ -155,14 +202,25 @@ int sl_cmd_export(int argc, char **argv)
             return 2;
         }
     }
-    if (!log || !mesh_path == !video_path) {
-        if (mesh_path && video_path)
-            fprintf(stderr, "steinlab export: --mesh and --video are separate exports: one at "
-                            "a time\n");
+    const int exports = !!mesh_path + !!video_path + !!splats_path;
+    if (!log || exports != 1) {
+        if (exports > 1)
+            fprintf(stderr, "steinlab export: --mesh, --video and --splats are separate "
+                            "exports: one at a time\n");
         usage(stderr);
         return 2;
     }
     sl_error err = { "" };
+    if (splats_path) {
+        if (have_threshold || resolution) {
+            fprintf(stderr, "steinlab export: --splats takes no --resolution or --threshold\n");
+            return 2;
+        }
+        sl_status sst = export_splats(log, splats_path, &err);
+        if (sst != SL_OK)
+            fprintf(stderr, "error: %s\n", err.msg);
+        return sl_exit_code(sst);
+    }
     if (video_path) {
         if (have_threshold) {
             fprintf(stderr, "steinlab export: --threshold applies to --mesh, not --video\n");
