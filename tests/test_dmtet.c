@@ -756,7 +756,7 @@ static void constant_texture(dm_inst *in)
     dmtet_state *s = in->s;
     memset(s->table, 0, s->n_table * 4);
     memset(s->mlp_p, 0, s->mlp.n_params * 4);
-    const dm_mlp *m = &s->mlp;
+    const nerf_mlp *m = &s->mlp;
     float *bias = s->mlp_p + m->b_off[m->n_layers - 1];
     bias[0] = 1.5f, bias[1] = -0.5f, bias[2] = 0.2f;
 }

@@ -36,6 +36,7 @@
 
 #include "steinlab/steinlab.h"
 #include "nerf_math.h"
+#include "nerf_mlp.h"
 #include "dmtet_math.h"
 #include "mesh_init.h"
 #include "raster.h"
@@ -46,23 +47,13 @@ enum {
     DMTET_CH = 8,               /* pre-antialiasing channels: rgb, depth, normal, opacity */
     DMTET_PIXEL_BLOCK = 256,    /* pixels per block of the texture backward */
     DMTET_GRAD_SHARDS = 8,      /* gradient buffers of the texture backward (fixed) */
-    DMTET_MAX_LAYERS = 4,
-    DMTET_MAX_WIDTH = 128
+    DMTET_MAX_LAYERS = 4,       /* texture MLP layers (hidden + output) */
+    DMTET_MAX_WIDTH = 128       /* texture MLP hidden width */
 };
 
 enum { DMTET_BG_SOLID = 0, DMTET_BG_RANDOM = 1 };
 enum { DMTET_STREAM_INIT = 0, DMTET_STREAM_BG = 1 };
 
-/* The colour MLP: ReLU after all but the last layer; layer k's W (dims[k+1], dims[k]) at
- * w_off[k] and b at b_off[k] of its group. */
-typedef struct dm_mlp {
-    int n_layers;
-    int dims[DMTET_MAX_LAYERS + 1];
-    size_t w_off[DMTET_MAX_LAYERS], b_off[DMTET_MAX_LAYERS];
-    int h_off[DMTET_MAX_LAYERS];
-    int hidden_total;
-    size_t n_params;
-} dm_mlp;
 
 /* One camera's forward state. */
 typedef struct dm_view_buf {
@@ -84,7 +75,7 @@ typedef struct dmtet_state {
     nerf_grid tex;                  /* texture hash grid */
     size_t n_table;
     float *table, *dtable;          /* (entries, F) "encoding" */
-    dm_mlp mlp;
+    nerf_mlp mlp;      /* the texture MLP (nerf_mlp.h) */
     float *mlp_p, *dmlp_p;          /* (mlp.n_params,) "color_mlp" */
     int rec_size;                   /* enc + hidden + 3 */
     int bg_mode;
@@ -166,70 +157,6 @@ static const sl_param_def dmtet_params[] = {
 
 /* ------------------------------------------------------------------ the colour MLP */
 
-static int dm_mlp_init(dm_mlp *m, int in, int width, int hidden, int out)
-{
-    memset(m, 0, sizeof *m);
-    m->n_layers = hidden + 1;
-    m->dims[0] = in;
-    for (int k = 1; k <= hidden; k++)
-        m->dims[k] = width;
-    m->dims[hidden + 1] = out;
-    size_t off = 0;
-    int h = 0;
-    for (int k = 0; k < m->n_layers; k++) {
-        if (m->dims[k] > DMTET_MAX_WIDTH)
-            return 0;
-        m->w_off[k] = off;
-        off += (size_t)m->dims[k] * m->dims[k + 1];
-        m->b_off[k] = off;
-        off += (size_t)m->dims[k + 1];
-        m->h_off[k] = h;
-        if (k < m->n_layers - 1)
-            h += m->dims[k + 1];
-    }
-    m->hidden_total = h;
-    m->n_params = off;
-    return 1;
-}
-
-static void dm_mlp_forward(const dm_mlp *m, const float *p, const float *x,
-                           float *acts,   /* (hidden_total,) = */
-                           float *y)      /* (dims[n_layers],) = */
-{
-    const float *in = x;
-    const int last = m->n_layers - 1;
-    for (int k = 0; k <= last; k++) {
-        float *o = k == last ? y : acts + m->h_off[k];
-        nerf_dense_forward(p + m->w_off[k], p + m->b_off[k], in, o, m->dims[k], m->dims[k + 1]);
-        if (k < last) {
-            for (int j = 0; j < m->dims[k + 1]; j++)
-                o[j] = o[j] > 0 ? o[j] : 0;
-            in = o;
-        }
-    }
-}
-
-/* Parameter gradients accumulate into dp; dx (dims[0],) is overwritten. */
-static void dm_mlp_backward(const dm_mlp *m, const float *p, float *dp, const float *x,
-                            const float *acts, const float *dy, float *dx)
-{
-    float buf[2][DMTET_MAX_WIDTH];
-    const float *g = dy;
-    int which = 0;
-    for (int k = m->n_layers - 1; k >= 0; k--) {
-        const float *in = k == 0 ? x : acts + m->h_off[k - 1];
-        float *gin = k == 0 ? dx : buf[which];
-        nerf_dense_vjp(p + m->w_off[k], in, g, gin, dp + m->w_off[k], dp + m->b_off[k],
-                       m->dims[k], m->dims[k + 1]);
-        if (k > 0) {
-            for (int i = 0; i < m->dims[k]; i++)
-                gin[i] = in[i] > 0 ? gin[i] : 0;
-            g = gin;
-            which ^= 1;
-        }
-    }
-}
-
 /* Texture colour at world point x; rec (rec_size,) receives enc, hidden acts, rgb. */
 static void dmtet_texture(const dmtet_state *s, const float x[3], float *rec)
 {
@@ -242,7 +169,7 @@ static void dmtet_texture(const dmtet_state *s, const float x[3], float *rec)
     float *enc = rec, *acts = rec + enc_n, *rgb = acts + s->mlp.hidden_total;
     nerf_hash_encode(&s->tex, s->table, u, enc);
     float logit[3];
-    dm_mlp_forward(&s->mlp, s->mlp_p, enc, acts, logit);
+    nerf_mlp_forward(&s->mlp, s->mlp_p, NULL, enc, acts, logit);
     for (int c = 0; c < 3; c++)
         rgb[c] = nerf_sigmoid(logit[c]);
 }
@@ -366,10 +293,10 @@ static sl_status dmtet_create(const sl_host *host, const sl_params *params, void
     }
     g->entries = (uint32_t)total;
     s->n_table = (size_t)total * (size_t)g->feat;
-    if (!dm_mlp_init(&s->mlp, g->levels * g->feat, (int)sl_params_int(params, "color_width"),
-                     (int)sl_params_int(params, "color_layers"), 3)) {
+    if (!nerf_mlp_init(&s->mlp, g->levels * g->feat, (int)sl_params_int(params, "color_width"),
+                       (int)sl_params_int(params, "color_layers"), 3)) {
         st = sl_error_set(err, SL_ERR_SPEC, "dmtet: levels x features_per_level = %d is wider "
-                          "than %d", g->levels * g->feat, DMTET_MAX_WIDTH);
+                          "than %d", g->levels * g->feat, NERF_MAX_WIDTH);
         goto fail;
     }
     s->rec_size = g->levels * g->feat + s->mlp.hidden_total + 3;
@@ -440,7 +367,7 @@ static sl_status dmtet_create(const sl_host *host, const sl_params *params, void
         for (size_t i = 0; i < s->n_table; i++)
             s->table[i] = a * (2 * s->table[i] - 1);
         key.sample = 1;
-        const dm_mlp *m = &s->mlp;
+        const nerf_mlp *m = &s->mlp;
         for (int k = 0; k < m->n_layers; k++) {
             size_t n = (size_t)m->dims[k] * m->dims[k + 1];
             float lim = sqrtf(6.0f / (float)(m->dims[k] + m->dims[k + 1]));
@@ -715,7 +642,7 @@ static sl_status dmtet_backward(void *state, const sl_render *grad, sl_error *er
                         dlogit[c] = dp[c] * rgb[c] * (1 - rgb[c]);
                     if (dlogit[0] == 0 && dlogit[1] == 0 && dlogit[2] == 0)
                         continue;
-                    dm_mlp_backward(&s->mlp, s->mlp_p, gm, rec, rec + enc_n, dlogit, denc);
+                    nerf_mlp_backward(&s->mlp, s->mlp_p, gm, rec, rec + enc_n, dlogit, denc);
                     /* The lookup position, as in the forward pass. */
                     float x[3], nrm[3], u[3], du[3] = { 0, 0, 0 };
                     dm_pixel_attributes(&rm, vb->v.tri[p], vb->v.hit + 3 * p, x, nrm);

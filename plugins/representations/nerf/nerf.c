@@ -54,12 +54,12 @@
 
 #include "steinlab/steinlab.h"
 #include "nerf_math.h"
+#include "nerf_mlp.h"
 
 enum {
     NERF_RAY_BLOCK = 64,      /* rays per block of forward storage (fixed: determinism) */
     NERF_GRAD_SHARDS = 8,     /* private gradient buffers of backward (fixed: determinism) */
-    NERF_MAX_SAMPLES = 1024,  /* samples_per_ray upper bound (stack arrays in backward) */
-    NERF_MAX_WIDTH = 256      /* widest MLP layer, inputs included */
+    NERF_MAX_SAMPLES = 1024   /* samples_per_ray upper bound (stack arrays in backward) */
 };
 
 enum { NERF_BG_SOLID = 0, NERF_BG_RANDOM = 1, NERF_BG_LEARNED = 2 };
@@ -68,17 +68,6 @@ enum { NERF_NORMALS_FD = 0, NERF_NORMALS_NONE = 1, NERF_NORMALS_ANALYTIC = 2 };
 /* Streams of the plugin (offsets from host->rng_stream_base). */
 enum { NERF_STREAM_INIT = 0, NERF_STREAM_JITTER = 1, NERF_STREAM_BG = 2, NERF_STREAM_OCC = 3 };
 
-/* An MLP: dense layers, ReLU after all but the last. Its parameters live in one group
- * array: layer k's W (dims[k+1], dims[k]) at w_off[k], b (dims[k+1],) at b_off[k]. */
-typedef struct nerf_mlp {
-    int n_layers;
-    int dims[NERF_MAX_LAYERS + 1];       /* (n_layers + 1,) input, hidden..., output widths */
-    size_t w_off[NERF_MAX_LAYERS];       /* (n_layers,) */
-    size_t b_off[NERF_MAX_LAYERS];       /* (n_layers,) */
-    int h_off[NERF_MAX_LAYERS];          /* (n_layers,) hidden layer k's activations offset */
-    int hidden_total;                    /* floats of hidden activations per evaluation */
-    size_t n_params;
-} nerf_mlp;
 
 /* Forward storage of one block of rays: records of the samples used, in ray order. */
 typedef struct nerf_block {
@@ -240,34 +229,6 @@ static const sl_param_def nerf_params[] = {
 
 /* ------------------------------------------------------------------ MLPs */
 
-/* Layout of an MLP in -> [width] x hidden -> out inside its group; returns 0 when a layer
- * is wider than NERF_MAX_WIDTH. */
-static int nerf_mlp_init(nerf_mlp *m, int in, int width, int hidden, int out)
-{
-    memset(m, 0, sizeof *m);
-    m->n_layers = hidden + 1;
-    m->dims[0] = in;
-    for (int k = 1; k <= hidden; k++)
-        m->dims[k] = width;
-    m->dims[hidden + 1] = out;
-    size_t off = 0;
-    int h = 0;
-    for (int k = 0; k < m->n_layers; k++) {
-        if (m->dims[k] > NERF_MAX_WIDTH || m->dims[k + 1] > NERF_MAX_WIDTH)
-            return 0;
-        m->w_off[k] = off;
-        off += (size_t)m->dims[k] * m->dims[k + 1];
-        m->b_off[k] = off;
-        off += (size_t)m->dims[k + 1];
-        m->h_off[k] = h;
-        if (k < m->n_layers - 1)
-            h += m->dims[k + 1];
-    }
-    m->hidden_total = h;
-    m->n_params = off;
-    return 1;
-}
-
 /* Xavier-uniform weights (tiny-cuda-nn's default), zero biases, from the plugin's init
  * stream (sample = which MLP). */
 static void nerf_mlp_init_params(const nerf_mlp *m, float *p, const sl_host *host,
@@ -284,64 +245,6 @@ static void nerf_mlp_init_params(const nerf_mlp *m, float *p, const sl_host *hos
     }
 }
 
-/* Transposed copy of every weight matrix (for nerf_dense_forward_t). */
-static void nerf_mlp_transpose(const nerf_mlp *m, const float *p, float *t)
-{
-    for (int k = 0; k < m->n_layers; k++) {
-        int in = m->dims[k], out = m->dims[k + 1];
-        const float *W = p + m->w_off[k];   /* (out, in) */
-        float *Wt = t + m->w_off[k];        /* (in, out) */
-        for (int j = 0; j < out; j++)
-            for (int i = 0; i < in; i++)
-                Wt[(size_t)i * out + j] = W[(size_t)j * in + i];
-    }
-}
-
-/* y = mlp(x); the hidden activations (after ReLU) go to acts. */
-static void nerf_mlp_forward(const nerf_mlp *m, const float *p, const float *t,
-                             const float *x,    /* (dims[0],) */
-                             float *acts,       /* (hidden_total,) = */
-                             float *y)          /* (dims[n_layers],) = */
-{
-    const float *in = x;
-    const int last = m->n_layers - 1;
-    for (int k = 0; k <= last; k++) {
-        float *o = k == last ? y : acts + m->h_off[k];
-        nerf_dense_forward_t(t + m->w_off[k], p + m->b_off[k], in, o, m->dims[k],
-                             m->dims[k + 1]);
-        if (k < last) {
-            for (int j = 0; j < m->dims[k + 1]; j++)
-                o[j] = o[j] > 0 ? o[j] : 0;
-            in = o;
-        }
-    }
-}
-
-/* VJP of the MLP for an upstream dy on its output: parameter gradients accumulate into dp
- * (same layout as p), dx (if not NULL) is overwritten with dL/dx. Layer k's input is x
- * (k = 0) or the ReLU output of layer k-1, whose derivative is 1 where that output > 0. */
-static void nerf_mlp_backward(const nerf_mlp *m, const float *p, float *dp,
-                              const float *x,      /* (dims[0],) */
-                              const float *acts,   /* (hidden_total,) */
-                              const float *dy,     /* (dims[n_layers],) */
-                              float *dx)           /* (dims[0],) = or NULL */
-{
-    float buf[2][NERF_MAX_WIDTH];
-    const float *g = dy;
-    int which = 0;
-    for (int k = m->n_layers - 1; k >= 0; k--) {
-        const float *in = k == 0 ? x : acts + m->h_off[k - 1];
-        float *gin = k == 0 ? dx : buf[which];
-        nerf_dense_vjp(p + m->w_off[k], in, g, gin, dp + m->w_off[k], dp + m->b_off[k],
-                       m->dims[k], m->dims[k + 1]);
-        if (k > 0) {
-            for (int i = 0; i < m->dims[k]; i++)
-                gin[i] = in[i] > 0 ? gin[i] : 0;
-            g = gin;
-            which ^= 1;
-        }
-    }
-}
 
 /* ------------------------------------------------------------------ the field */
 
