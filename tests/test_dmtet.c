@@ -37,6 +37,7 @@
 #include "spec.h"
 #include "steinlab/mesh.h"
 #include "steinlab/steinlab.h"
+#include "support/test_host.h"
 
 #define steinlab_plugin_entry test_entry_dmtet
 #include "../plugins/representations/dmtet/dmtet.c"
@@ -54,67 +55,10 @@
 #undef DM_REAL
 #undef DM_FN
 
-/* ------------------------------------------------------------------ a minimal host */
-
-static void test_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    if (level < SL_LOG_WARN)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "[%s] ", h->label);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *test_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void test_free(const sl_host *h, void *p)
-{
-    (void)h;
-    free(p);
-}
-
-static sl_status test_declare_series(const sl_host *h, const char *name, const char *doc,
-                                     sl_error *err)
-{
-    (void)h, (void)name, (void)doc, (void)err;
-    return SL_OK;
-}
-
-static double last_nc, last_lap;
-static void test_record(const sl_host *h, const char *name, double value)
-{
-    (void)h;
-    if (strcmp(name, "dmtet_normal_consistency") == 0)
-        last_nc = value;
-    if (strcmp(name, "dmtet_laplacian") == 0)
-        last_lap = value;
-}
-
-static const sl_prior_ref *test_prior(const sl_host *h)
-{
-    (void)h;
-    return NULL;
-}
-
-static sl_host test_host = {
-    .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "dmtet",
-    .seed = 7, .rng_stream_base = SL_STREAM_PLUGIN_BASE + 0x100, .log = test_log,
-    .alloc = test_alloc, .free_mem = test_free, .declare_series = test_declare_series,
-    .record = test_record, .prior = test_prior, .diffusion = NULL, .spec_dir = ".",
-};
+/* ------------------------------------------------------------------ instances */
 
 typedef struct dm_inst {
+    test_host host;    /* the shared test host (tests/support), warnings and errors printed */
     sl_params *params;
     dmtet_state *s;
 } dm_inst;
@@ -126,37 +70,22 @@ static const sl_representation_vtable *VT(void)
 
 static sl_status dm_try(dm_inst *in, const char *yaml, sl_error *err)
 {
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    const sl_plugin *p = test_entry_dmtet(0);
-    sl_node *root = NULL;
     memset(in, 0, sizeof *in);
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &in->params, err);
-    sl_node_free(root);
+    test_host_init(&in->host, "dmtet", 7, SL_STREAM_PLUGIN_BASE + 0x100);
+    in->host.print_level = SL_LOG_WARN;
+    sl_status st = test_host_try_params(test_entry_dmtet(0), yaml, &in->params, err);
     ck_assert_msg(st == SL_OK, "parameters: %s", err->msg);
     void *state = NULL;
-    st = VT()->create(&test_host, in->params, &state, err);
+    st = VT()->create(&in->host.h, in->params, &state, err);
     in->s = state;
     return st;
 }
 
 static void dm_new(dm_inst *in, const char *yaml)
 {
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    const sl_plugin *p = test_entry_dmtet(0);
-    sl_node *root = NULL;
     sl_error err = { "" };
-    memset(in, 0, sizeof *in);
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, &err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, &in->params, &err);
-    sl_node_free(root);
-    ck_assert_msg(st == SL_OK, "parameters: %s", err.msg);
-    void *state = NULL;
-    st = VT()->create(&test_host, in->params, &state, &err);
+    sl_status st = dm_try(in, yaml, &err);
     ck_assert_msg(st == SL_OK, "create: %s", err.msg);
-    in->s = state;
 }
 
 static void dm_free(dm_inst *in)
@@ -1011,7 +940,10 @@ START_TEST(test_threads_bit_identical)
             for (size_t i = 0; i < ngrad; i++)
                 gn += fabs(gr[i]);
             ck_assert(gn > 0);
-            ck_assert(last_nc > 0 && last_lap > 0);
+            double nc = 0, lap = 0;
+            ck_assert(test_host_recorded(&in.host, "dmtet_normal_consistency", &nc));
+            ck_assert(test_host_recorded(&in.host, "dmtet_laplacian", &lap));
+            ck_assert(nc > 0 && lap > 0);
         } else {
             ck_assert_msg(memcmp(out, ref_out, nout * 4) == 0, "render differs with %d threads",
                           threads);
