@@ -635,7 +635,23 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
     s->ckpt = c;
     s->group = H5I_INVALID_HID;
     sl_status st = SL_OK;
-    if (c->writing) {
+    /* Does the group exist? Test each prefix: H5Lexists fails on a path through a missing
+     * group. A section written earlier may have created this one as the parent of a nested
+     * section ("plugins/probe/ssd" for "plugins/probe/ssd/mlp"), so it can exist also while
+     * writing. */
+    char *p = s->section;
+    htri_t ex = 1;
+    for (char *q = p; ex > 0; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char saved = *q;
+        *q = '\0';
+        ex = H5Lexists(c->file, p, H5P_DEFAULT);
+        *q = saved;
+        if (saved == '\0')
+            break;
+    }
+    if (c->writing && ex <= 0) {
         hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
         if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
             s->group = H5Gcreate2(c->file, section, lcpl, H5P_DEFAULT, H5P_DEFAULT);
@@ -643,23 +659,9 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
             H5Pclose(lcpl);
         if (s->group < 0)
             st = h5_fail(err, SL_ERR_IO, c, "H5Gcreate2", section);
-    } else {
-        /* Test each prefix: H5Lexists fails on a path through a missing group. */
-        char *p = s->section;
-        htri_t ex = 1;
-        for (char *q = p; ex > 0; q++) {
-            if (*q != '/' && *q != '\0')
-                continue;
-            char saved = *q;
-            *q = '\0';
-            ex = H5Lexists(c->file, p, H5P_DEFAULT);
-            *q = saved;
-            if (saved == '\0')
-                break;
-        }
-        if (ex > 0 && (s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0)
-            st = sl_error_set(err, SL_ERR_FORMAT, "checkpoint '%s': '%s' is not a group",
-                              c->path, section);
+    } else if (ex > 0 && (s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0) {
+        st = sl_error_set(err, SL_ERR_FORMAT, "checkpoint '%s': '%s' is not a group",
+                          c->path, section);
     }
     if (st != SL_OK) {
         free(s->section);

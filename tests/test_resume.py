@@ -555,8 +555,12 @@ class VsdResume(ResumeCase):
 SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
 # SSD with a constant and a learned (mlp) baseline, mu by Adam, probes: mu's moments, the
 # network's weights and its Adam moments all decide the second half.
+# A probed SSD with its own mlp baseline is checkpointed too: its section nests the
+# baseline's (plugins/probe/ssd_mlp/mlp), written before the estimator's own.
 SSD_MLP = ["estimator.baselines=[constant, {plugin: mlp, lr: 0.003}]",
-           "estimator.mu={fit: adam, lr: 0.01}", "log.probes={every: 9, samples: 3}",
+           "estimator.mu={fit: adam, lr: 0.01}",
+           "log.probes={every: 9, samples: 3, estimators: [ssd, {plugin: ssd, label: ssd_mlp, "
+           "baselines: [constant, mlp], mu: {fit: least_squares}}]}",
            "log.eval_every=10", "log.render_every=15", "log.progress=none", "log.path=run.h5"]
 
 
@@ -573,6 +577,7 @@ class SsdMlpResume(ResumeCase):
         with h5py.File(os.path.join(cwd, "run.ckpt.h5"), "r") as c:
             self.assertEqual(int(c["plugins/ssd/mlp/adam_count"][0]), n)
             self.assertEqual(c["plugins/ssd/mlp/params"].dtype, np.float32)
+            self.assertEqual(int(c["plugins/probe/ssd_mlp/mlp/adam_count"][0]), n)
         r = run(["run", "--resume", "run.h5", f"steps={2 * n}"], cwd=cwd)
         self.assertEqual(r.returncode, 0, r.stderr)
         k = self.assert_same_log(os.path.join(cwd, "run.h5"), want)
