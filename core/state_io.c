@@ -610,6 +610,24 @@ void sl_ckpt_close(sl_ckpt *c)
     sl_h5_quiet_end(q);
 }
 
+/* Whether the group path exists (> 0), testing each prefix in turn: H5Lexists fails on a
+ * path through a missing group. `path` is restored before returning. */
+static htri_t section_exists(hid_t file, char *path)
+{
+    htri_t ex = 1;
+    for (char *q = path; ex > 0; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char saved = *q;
+        *q = '\0';
+        ex = H5Lexists(file, path, H5P_DEFAULT);
+        *q = saved;
+        if (saved == '\0')
+            break;
+    }
+    return ex;
+}
+
 static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io, sl_error *err)
 {
     if (!c || !io)
@@ -636,27 +654,20 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
     s->group = H5I_INVALID_HID;
     sl_status st = SL_OK;
     if (c->writing) {
+        /* A nested section written earlier (a probed estimator's baseline, "A/B" before
+         * "A") has already created this group as an intermediate: open it. Sections are
+         * unique (above), so an existing group is never another section's own. */
         hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-        if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+        if (section_exists(c->file, s->section) > 0)
+            s->group = H5Gopen2(c->file, section, H5P_DEFAULT);
+        else if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
             s->group = H5Gcreate2(c->file, section, lcpl, H5P_DEFAULT, H5P_DEFAULT);
         if (lcpl >= 0)
             H5Pclose(lcpl);
         if (s->group < 0)
             st = h5_fail(err, SL_ERR_IO, c, "H5Gcreate2", section);
     } else {
-        /* Test each prefix: H5Lexists fails on a path through a missing group. */
-        char *p = s->section;
-        htri_t ex = 1;
-        for (char *q = p; ex > 0; q++) {
-            if (*q != '/' && *q != '\0')
-                continue;
-            char saved = *q;
-            *q = '\0';
-            ex = H5Lexists(c->file, p, H5P_DEFAULT);
-            *q = saved;
-            if (saved == '\0')
-                break;
-        }
+        htri_t ex = section_exists(c->file, s->section);
         if (ex > 0 && (s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0)
             st = sl_error_set(err, SL_ERR_FORMAT, "checkpoint '%s': '%s' is not a group",
                               c->path, section);

@@ -551,6 +551,16 @@ class VsdResume(ResumeCase):
         keys = self.check_extended("vsd_probed", probes)
         self.assertTrue(any(k.endswith("psi/weights") for k in keys), keys)
 
+    def test_probed_ssd_with_mlp_baseline_extended_to_2n(self):
+        # The probed SSD's baseline is checkpointed before the estimator itself, so its
+        # section (probe/ssd_cm/mlp) creates the estimator's group first.
+        probes = ["log.probes={every: 7, samples: 4, estimators: [sds, {plugin: ssd, "
+                  "label: ssd_cm, baselines: [constant, mlp]}]}"]
+        keys = self.check_extended("ssd_mlp_probed", probes)
+        self.assertIn("plugins/probe/ssd_cm/mlp/params", keys)
+        self.assertTrue(any(k.startswith("plugins/probe/ssd_cm/") and "/mlp" not in k
+                            for k in keys), keys)
+
 
 SSD_2D = os.path.join(SRC, "experiments", "ssd-2d.yaml")
 # SSD with a constant and a learned (mlp) baseline, mu by Adam, probes: mu's moments, the
