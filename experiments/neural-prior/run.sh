@@ -1,0 +1,80 @@
+#!/bin/sh
+# The SSD-vs-score-error study (docs/neural-prior-study.md; issue 8 item 6), from the
+# repository root, after `ninja -C build`:
+#
+#   experiments/neural-prior/run.sh train     # the less-trained UNets (30, 100, 300 steps)
+#   experiments/neural-prior/run.sh eval      # their score-error tables (and the 1000-step one)
+#   experiments/neural-prior/run.sh probes    # SDS-driven NeRF runs with the probes
+#   /usr/bin/python3 experiments/neural-prior/analyze.py    # table + figure
+#
+# The 1000-step model is experiments/prior-unet-32.yaml's output, runs/prior-unet-32.safetensors
+# (train it first: `build/steinlab prior train experiments/prior-unet-32.yaml`, ~32 min).
+# Outputs go to runs/np/ (git-ignored). Environment: JOBS (parallel runs, default 1),
+# SEEDS (default "0 1"), PRIORS (default "world unet1000 unet300 unet100 unet30").
+set -eu
+cd "$(dirname "$0")/../.."
+export OMP_WAIT_POLICY=passive
+out=runs/np
+mkdir -p "$out"
+jobs=${JOBS:-1}
+seeds=${SEEDS:-"0 1"}
+priors=${PRIORS:-"world unet1000 unet300 unet100 unet30"}
+unet_spec=experiments/prior-unet-32.yaml
+
+# prior label -> weights (relative to the repository root); "world" is the exact prior
+weights_of() {
+    case "$1" in
+    unet1000) echo runs/prior-unet-32.safetensors ;;
+    unet*) echo "$out/prior-unet-32-s${1#unet}.safetensors" ;;
+    esac
+}
+
+cmd_train() {
+    for s in 30 100 300; do
+        nice build/steinlab prior train "$unet_spec" train.steps=$s \
+            out.weights="$out/prior-unet-32-s$s.safetensors" out.log="$out/prior-unet-32-s$s.h5" \
+            --threads 1 > "$out/train-s$s.log" 2>&1 &
+    done
+    wait
+}
+
+cmd_eval() {
+    for p in unet30 unet100 unet300 unet1000; do
+        nice build/steinlab prior eval "$unet_spec" --weights "$(weights_of $p)" --threads 1 \
+            > "$out/eval-$p.txt" 2>&1
+    done
+}
+
+# one cell: prior label, prompt slug, prompt, seed
+cell() {
+    prior=$1 slug=$2 prompt=$3 seed=$4
+    log="$out/$prior-$slug-s$seed.h5"
+    if [ "$prior" = world ]; then
+        set -- experiments/neural-prior/probes-world.yaml
+    else
+        set -- experiments/neural-prior/probes-unet.yaml prior.weights="../../$(weights_of "$prior")"
+    fi
+    /usr/bin/time -f "%e s wall" -o "$log.time" nice build/steinlab run "$@" \
+        "prior.prompt=$prompt" seed="$seed" log.path="$log" --threads 1 > "$log.txt" 2>&1
+}
+
+cmd_probes() {
+    n=0
+    for seed in $seeds; do
+        for prior in $priors; do
+            for pp in "redsphere-bluebox:a red sphere on a blue box" "greentorus:a green torus"; do
+                cell "$prior" "${pp%%:*}" "${pp#*:}" "$seed" &
+                n=$((n + 1))
+                if [ $((n % jobs)) -eq 0 ]; then wait; fi
+            done
+        done
+    done
+    wait
+}
+
+case "${1:-}" in
+train) cmd_train ;;
+eval) cmd_eval ;;
+probes) cmd_probes ;;
+*) echo "usage: $0 train|eval|probes" >&2; exit 2 ;;
+esac
