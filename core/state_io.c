@@ -610,6 +610,24 @@ void sl_ckpt_close(sl_ckpt *c)
     sl_h5_quiet_end(q);
 }
 
+/* Whether the link PATH ("a/b/c") exists in FILE. Tests each prefix: H5Lexists fails on a
+ * path through a missing group. PATH is modified while testing and restored. */
+static int link_exists(hid_t file, char *path)
+{
+    htri_t ex = 1;
+    for (char *q = path; ex > 0; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char saved = *q;
+        *q = '\0';
+        ex = H5Lexists(file, path, H5P_DEFAULT);
+        *q = saved;
+        if (saved == '\0')
+            break;
+    }
+    return ex > 0;
+}
+
 static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io, sl_error *err)
 {
     if (!c || !io)
@@ -635,7 +653,7 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
     s->ckpt = c;
     s->group = H5I_INVALID_HID;
     sl_status st = SL_OK;
-    if (c->writing) {
+    if (c->writing && !link_exists(c->file, s->section)) {
         hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
         if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
             s->group = H5Gcreate2(c->file, section, lcpl, H5P_DEFAULT, H5P_DEFAULT);
@@ -643,21 +661,14 @@ static sl_status ckpt_section(sl_ckpt *c, const char *section, sl_state_io **io,
             H5Pclose(lcpl);
         if (s->group < 0)
             st = h5_fail(err, SL_ERR_IO, c, "H5Gcreate2", section);
+    } else if (c->writing) {
+        /* A nested section written earlier ("plugins/probe/ssd_mlp/mlp", a baseline saved
+         * before its estimator) created this group as an intermediate: write into it. */
+        if ((s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0)
+            st = h5_fail(err, SL_ERR_IO, c, "H5Gopen2", section);
     } else {
-        /* Test each prefix: H5Lexists fails on a path through a missing group. */
-        char *p = s->section;
-        htri_t ex = 1;
-        for (char *q = p; ex > 0; q++) {
-            if (*q != '/' && *q != '\0')
-                continue;
-            char saved = *q;
-            *q = '\0';
-            ex = H5Lexists(c->file, p, H5P_DEFAULT);
-            *q = saved;
-            if (saved == '\0')
-                break;
-        }
-        if (ex > 0 && (s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0)
+        if (link_exists(c->file, s->section) &&
+            (s->group = H5Gopen2(c->file, section, H5P_DEFAULT)) < 0)
             st = sl_error_set(err, SL_ERR_FORMAT, "checkpoint '%s': '%s' is not a group",
                               c->path, section);
     }
