@@ -404,6 +404,24 @@ def main():
             what = "wall-clock seconds at the last evaluation" if m == "time_s" else f"final {m}"
             md.append(f"\n{what[0].upper() + what[1:]}, runs driven by each estimator:\n\n" +
                       sa.to_markdown(t, ".3f"))
+        # Paired with SDS: the same prompt and seed share the cameras' and the draws' streams,
+        # so the per-seed difference removes the spread between seeds that the table above has.
+        sds = fin[fin["estimator"] == "sds"].set_index(["prior.prompt", "seed"])
+        if len(sds):
+            rows = []
+            for (prompt, est), g in fin[fin["estimator"] != "sds"].groupby(
+                    ["prior.prompt", "estimator"], sort=True):
+                base = sds.reindex(pd.MultiIndex.from_frame(g[["prior.prompt", "seed"]]))
+                row = {"prior.prompt": prompt, "estimator": est}
+                for m in ("psnr", "ssim", "mask_iou", "depth_l1"):
+                    d = (g[m].values - base[m].values)
+                    d = d[np.isfinite(d)]
+                    row[f"{m}_minus_sds_mean"] = d.mean() if len(d) else np.nan
+                    row[f"{m}_minus_sds_std"] = d.std(ddof=1) if len(d) > 1 else np.nan
+                row["n"] = int(np.isfinite(g["psnr"].values - base["psnr"].values).sum())
+                rows.append(row)
+            md.append("\nFinal metrics minus SDS's at the same prompt and seed (mean, std over "
+                      "seeds):\n\n" + sa.to_markdown(pd.DataFrame(rows), ".3f"))
         ev = pd.concat(evals, ignore_index=True)
         ev["estimator"] = ev["estimator"].map(estimator_name)
 
