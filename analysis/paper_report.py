@@ -22,7 +22,8 @@ variants whose probes log the least-squares oracle mu of the probe's own draws (
 the tables also give second_moment / sds_second_moment with the mu in use and with the
 oracle mu (the best that baseline family could do on those draws; optimistic).
 
-Usage: /usr/bin/python3 analysis/paper_report.py [--sweeps sweeps/paper] [--out docs/reproduction]
+Usage: /usr/bin/python3 analysis/paper_report.py [--sweeps DIR ...] [--out docs/reproduction]
+(default --sweeps sweeps/paper; a sweep name found under several DIRs is pooled).
 """
 import argparse
 import os
@@ -59,12 +60,42 @@ def short(prompt):
     return str(prompt).replace("a room with ", "room: ").replace("a ", "").replace("an ", "")
 
 
+class PooledSweep:
+    """Several sweeps of one spec (e.g. run a seed at a time into separate directories) read
+    as one: their cells renamed DIRNUMBER/cell-NNNN so they stay apart, the frames stacked."""
+
+    def __init__(self, sweeps):
+        self.keys = list(sweeps[0].keys)
+        self.runs, frames = {}, {a: [] for a in ("cells", "steps", "eval", "probes")}
+        for i, sw in enumerate(sweeps):
+            tag = f"{i}/"
+            self.runs.update({tag + c: r for c, r in sw.runs.items()})
+            for a in frames:
+                df = getattr(sw, a).copy()
+                df["cell"] = tag + df["cell"].astype(str)
+                frames[a].append(df)
+        for a, dfs in frames.items():
+            setattr(self, a, pd.concat(dfs, ignore_index=True))
+
+    def final(self, metric="psnr"):
+        df = self.cells[["cell"] + self.keys].copy()
+        df[metric] = [self.runs[c].final(metric) if c in self.runs else np.nan
+                      for c in df["cell"]]
+        return df
+
+
 def load(sweeps, name):
-    index = os.path.join(sweeps, name, "index.h5")
-    if not os.path.exists(index):
+    """The sweep NAME under each directory of SWEEPS that holds one, pooled if several."""
+    found = []
+    for d in sweeps:
+        index = os.path.join(d, name, "index.h5")
+        if os.path.exists(index):
+            sw = sa.load_sweep(index)
+            if len(sw.runs):
+                found.append(sw)
+    if not found:
         return None
-    sw = sa.load_sweep(index)
-    return sw if len(sw.runs) else None
+    return found[0] if len(found) == 1 else PooledSweep(found)
 
 
 def finished(sw):
@@ -300,7 +331,9 @@ def estimator_name(v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweeps", default="sweeps/paper")
+    ap.add_argument("--sweeps", nargs="+", default=["sweeps/paper"],
+                    help="directories holding the sweeps by name; a sweep found in several "
+                         "(e.g. one seed per directory) is pooled")
     ap.add_argument("--out", default="docs/reproduction")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -373,8 +406,8 @@ def main():
     # The driven grid, whole (objects-driven) or run as several sweeps over subsets of its
     # prompts or seeds (objects-driven-*: the same spec with `sweep.prior.prompt=[...]` /
     # `sweep.seed=[...]` overrides), pooled into one table.
-    names = sorted(d for d in os.listdir(a.sweeps) if d.startswith("objects-driven") and
-                   os.path.isdir(os.path.join(a.sweeps, d))) if os.path.isdir(a.sweeps) else []
+    names = sorted({d for root in a.sweeps if os.path.isdir(root) for d in os.listdir(root)
+                    if d.startswith("objects-driven") and os.path.isdir(os.path.join(root, d))})
     finals, evals, n_done, n_all = [], [], 0, 0
     for name in names:
         sw = load(a.sweeps, name)
