@@ -13,7 +13,17 @@ below 0.99, "loses" where the mean minus twice its standard error is above 1 and
 above 1.01; otherwise it is reported as no difference (not resolved by the data, or below
 1%).
 
-Usage: /usr/bin/python3 analysis/paper_report.py [--sweeps sweeps/paper] [--out docs/reproduction]
+`vsd` (ProlificDreamer) is probed and reported beside the SSD variants, but its eps_psi is
+not a zero-mean control variate: E[Delta_VSD] != E[Delta_SDS] (docs/estimators.md), so its
+ratio compares the spread of two estimators of different directions, not a variance
+reduction of the same gradient. Its verdicts read "VSD lower/higher" and are listed apart.
+`ssd_mlp` (SSD with baselines [constant, mlp]) is an SSD variant like the others. For SSD
+variants whose probes log the least-squares oracle mu of the probe's own draws (probe_stats),
+the tables also give second_moment / sds_second_moment with the mu in use and with the
+oracle mu (the best that baseline family could do on those draws; optimistic).
+
+Usage: /usr/bin/python3 analysis/paper_report.py [--sweeps DIR ...] [--out docs/reproduction]
+(default --sweeps sweeps/paper; a sweep name found under several DIRs is pooled).
 """
 import argparse
 import os
@@ -36,23 +46,67 @@ DPI = 72
 SERIES = ["var_img", "var_par"]
 DRIVEN_METRICS = ("psnr", "ssim", "mask_iou", "depth_l1", "time_s")
 PRACTICAL = 0.01   # a ratio within 1% of 1 is reported as no difference, however certain
+# Second moments (1/N) sum w^2 |Delta|^2 that ssd's probe_stats logs on the probe's draws: with
+# the mu in use and with the oracle mu, each divided by SDS's on the same draws.
+MOMENTS = {"sm_ratio": "second_moment", "oracle_sm_ratio": "oracle_second_moment"}
+
+
+def subject(label):
+    """Whose ratio to SDS a label's is: VSD's is not a control-variate comparison."""
+    return "VSD" if str(label).startswith("vsd") else "SSD"
 
 
 def short(prompt):
     return str(prompt).replace("a room with ", "room: ").replace("a ", "").replace("an ", "")
 
 
+class PooledSweep:
+    """Several sweeps of one spec (e.g. run a seed at a time into separate directories) read
+    as one: their cells renamed DIRNUMBER/cell-NNNN so they stay apart, the frames stacked."""
+
+    def __init__(self, sweeps):
+        self.keys = list(sweeps[0].keys)
+        self.runs, frames = {}, {a: [] for a in ("cells", "steps", "eval", "probes")}
+        for i, sw in enumerate(sweeps):
+            tag = f"{i}/"
+            self.runs.update({tag + c: r for c, r in sw.runs.items()})
+            for a in frames:
+                df = getattr(sw, a).copy()
+                df["cell"] = tag + df["cell"].astype(str)
+                frames[a].append(df)
+        for a, dfs in frames.items():
+            setattr(self, a, pd.concat(dfs, ignore_index=True))
+
+    def final(self, metric="psnr"):
+        df = self.cells[["cell"] + self.keys].copy()
+        df[metric] = [self.runs[c].final(metric) if c in self.runs else np.nan
+                      for c in df["cell"]]
+        return df
+
+
 def load(sweeps, name):
-    index = os.path.join(sweeps, name, "index.h5")
-    if not os.path.exists(index):
+    """The sweep NAME under each directory of SWEEPS that holds one, pooled if several."""
+    found = []
+    for d in sweeps:
+        index = os.path.join(d, name, "index.h5")
+        if os.path.exists(index):
+            sw = sa.load_sweep(index)
+            if len(sw.runs):
+                found.append(sw)
+    if not found:
         return None
-    sw = sa.load_sweep(index)
-    return sw if len(sw.runs) else None
+    return found[0] if len(found) == 1 else PooledSweep(found)
 
 
 def finished(sw):
     c = sw.cells
     return c[(c["steps_done"] == c["steps"]) & (c["steps"] > 0)]["cell"].tolist()
+
+
+def geometric_mean(ratios):
+    r = ratios.replace([np.inf, -np.inf], np.nan).dropna()
+    r = r[r > 0]
+    return float(np.exp(np.log(r).mean())) if len(r) else np.nan
 
 
 def paired_ratios(sw, group_keys):
@@ -70,9 +124,10 @@ def paired_ratios(sw, group_keys):
         base = sds.reindex(g.index)
         row = {"cell": cell, "label": label, "probes": len(g)}
         for s in SERIES:
-            r = (g[s] / base[s]).replace([np.inf, -np.inf], np.nan).dropna()
-            r = r[r > 0]
-            row[f"{s}_ratio"] = float(np.exp(np.log(r).mean())) if len(r) else np.nan
+            row[f"{s}_ratio"] = geometric_mean(g[s] / base[s])
+        for col, num in MOMENTS.items():
+            if num in g and "sds_second_moment" in g:
+                row[col] = geometric_mean(g[num] / g["sds_second_moment"])
         rows.append(row)
     out = pd.DataFrame(rows)
     if not len(out):
@@ -84,14 +139,14 @@ def paired_ratios(sw, group_keys):
     return out
 
 
-def verdict(mean, std, n):
+def verdict(mean, std, n, who="SSD"):
     if n < 2 or not np.isfinite(std):
         return "n < 2"
     se = std / np.sqrt(n)
     if mean + 2 * se < 1 and mean < 1 - PRACTICAL:
-        return "SSD lower"
+        return f"{who} lower"
     if mean - 2 * se > 1 and mean > 1 + PRACTICAL:
-        return "SSD higher"
+        return f"{who} higher"
     return "no difference"
 
 
@@ -107,7 +162,10 @@ def ratio_table(ratios, group_keys):
             m, sd, n = v.mean(), v.std(ddof=1), len(v)
             row[f"{s}_ratio_mean"] = m
             row[f"{s}_ratio_std"] = sd
-            row[f"{s}_verdict"] = verdict(m, sd, n)
+            row[f"{s}_verdict"] = verdict(m, sd, n, subject(row["label"]))
+        for col in MOMENTS:
+            if col in g and g[col].notna().any():
+                row[f"{col}_mean"] = g[col].mean()
         row["n"] = len(g)
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -121,13 +179,24 @@ def mu_table(sw, group_keys):
     least-squares fit pulls each baseline's mu, and the running second-moment ratio."""
     st = sw.steps
     cols = [c for c in st.columns if c.startswith("probe_") and
-            (c.endswith("_mean") and "_mu_" in c or c.endswith("_objective"))]
+            (c.endswith("_mean") and "_mu_" in c or c.endswith("_objective") or
+             c.endswith("_psi_loss"))]
     if not cols:
         return pd.DataFrame()
     last = st.sort_values("step").groupby("cell").tail(1)
+    # psi's loss is one draw per step: average it over the last quarter of each cell's steps.
+    late = st[st["step"] >= 0.75 * st.groupby("cell")["step"].transform("max")]
+    late = late.groupby("cell", sort=False).mean(numeric_only=True).reindex(last["cell"])
     rows = []
     for c in cols:
-        if c.endswith("_objective"):
+        if c.endswith("_psi_loss"):
+            gauss = c + "_gaussian"
+            if gauss not in late:
+                continue
+            vals = late[c] / late[gauss]
+            what = "psi_loss / psi_loss_gaussian (last quarter)"
+            label = c[len("probe_"):-len("_psi_loss")]
+        elif c.endswith("_objective"):
             sds = c + "_sds"
             if sds not in last:
                 continue
@@ -254,13 +323,17 @@ def estimator_name(v):
     v = str(v)
     if "plugin: sds" in v:
         return "sds"
+    if "plugin: vsd" in v:
+        return "vsd"
     names = [b for b in ("constant", "depth", "normal", "mlp") if b in v]
     return "ssd(" + "+".join(names) + ")"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweeps", default="sweeps/paper")
+    ap.add_argument("--sweeps", nargs="+", default=["sweeps/paper"],
+                    help="directories holding the sweeps by name; a sweep found in several "
+                         "(e.g. one seed per directory) is pooled")
     ap.add_argument("--out", default="docs/reproduction")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -268,8 +341,13 @@ def main():
           "Variance ratios are var(SSD variant) / var(SDS) on common draws at the same theta: "
           "geometric mean over a cell's probes (steps >= 1), then mean ± std over seeds (n "
           "cells). Verdict: `SSD lower` when mean + 2 se < 1 and mean < 0.99, `SSD higher` "
-          "when mean − 2 se > 1 and mean > 1.01, else `no difference`.\n"]
-    wins, losses, ties = [], [], []
+          "when mean − 2 se > 1 and mean > 1.01, else `no difference`. `vsd` is not a "
+          "zero-mean control variate (its expected direction differs from SDS's): its ratio "
+          "(verdict `VSD lower/higher`) compares the spread of two estimators of different "
+          "means. `sm_ratio_mean` / `oracle_sm_ratio_mean`: the SSD probe's second moment "
+          "with the mu in use / with the least-squares oracle mu of the probe's own draws, "
+          "over SDS's on the same draws (geometric mean over probes, mean over seeds).\n"]
+    wins, losses, ties, vsd_items = [], [], [], []
 
     def summarise(name, table):
         for r in table.itertuples(index=False):
@@ -280,6 +358,9 @@ def main():
             for s in SERIES:
                 item = f"{name}: {d['label']}{' [' + where + ']' if where else ''} {s} " \
                        f"ratio {d[s + '_ratio_mean']:.3f}"
+                if subject(d["label"]) == "VSD":
+                    vsd_items.append(f"{item} ({d[s + '_verdict']})")
+                    continue
                 {"SSD lower": wins, "SSD higher": losses}.get(d[f"{s}_verdict"], ties).append(item)
 
     for name in PROBED + ABLATIONS:
@@ -296,6 +377,13 @@ def main():
             table = ratio_table(ratios, group)
             md.append("\n### Variance ratios against SDS\n\n" + sa.to_markdown(table, ".3f"))
             summarise(name, table.rename(columns=lambda c: c.replace(".", "_")))
+            if "prior.prompt" in ratios and ratios["prior.prompt"].nunique() > 1:
+                # Prompts differ in their ratios, but with one seed per prompt (a supplement
+                # run) this is the only table whose verdicts have n >= 2.
+                pooled = ratio_table(ratios, [])
+                md.append("\n### Variance ratios against SDS, pooled over prompts (n = all "
+                          "cells)\n\n" + sa.to_markdown(pooled, ".3f"))
+                summarise(name + " [all prompts]", pooled)
         mus = mu_table(sw, group)
         if len(mus):
             md.append("\n### Fitted mu and the running second-moment ratio (last step)\n\n" +
@@ -318,8 +406,8 @@ def main():
     # The driven grid, whole (objects-driven) or run as several sweeps over subsets of its
     # prompts or seeds (objects-driven-*: the same spec with `sweep.prior.prompt=[...]` /
     # `sweep.seed=[...]` overrides), pooled into one table.
-    names = sorted(d for d in os.listdir(a.sweeps) if d.startswith("objects-driven") and
-                   os.path.isdir(os.path.join(a.sweeps, d))) if os.path.isdir(a.sweeps) else []
+    names = sorted({d for root in a.sweeps if os.path.isdir(root) for d in os.listdir(root)
+                    if d.startswith("objects-driven") and os.path.isdir(os.path.join(root, d))})
     finals, evals, n_done, n_all = [], [], 0, 0
     for name in names:
         sw = load(a.sweeps, name)
@@ -349,6 +437,24 @@ def main():
             what = "wall-clock seconds at the last evaluation" if m == "time_s" else f"final {m}"
             md.append(f"\n{what[0].upper() + what[1:]}, runs driven by each estimator:\n\n" +
                       sa.to_markdown(t, ".3f"))
+        # Paired with SDS: the same prompt and seed share the cameras' and the draws' streams,
+        # so the per-seed difference removes the spread between seeds that the table above has.
+        sds = fin[fin["estimator"] == "sds"].set_index(["prior.prompt", "seed"])
+        if len(sds):
+            rows = []
+            for (prompt, est), g in fin[fin["estimator"] != "sds"].groupby(
+                    ["prior.prompt", "estimator"], sort=True):
+                base = sds.reindex(pd.MultiIndex.from_frame(g[["prior.prompt", "seed"]]))
+                row = {"prior.prompt": prompt, "estimator": est}
+                for m in ("psnr", "ssim", "mask_iou", "depth_l1"):
+                    d = (g[m].values - base[m].values)
+                    d = d[np.isfinite(d)]
+                    row[f"{m}_minus_sds_mean"] = d.mean() if len(d) else np.nan
+                    row[f"{m}_minus_sds_std"] = d.std(ddof=1) if len(d) > 1 else np.nan
+                row["n"] = int(np.isfinite(g["psnr"].values - base["psnr"].values).sum())
+                rows.append(row)
+            md.append("\nFinal metrics minus SDS's at the same prompt and seed (mean, std over "
+                      "seeds):\n\n" + sa.to_markdown(pd.DataFrame(rows), ".3f"))
         ev = pd.concat(evals, ignore_index=True)
         ev["estimator"] = ev["estimator"].map(estimator_name)
 
@@ -368,6 +474,10 @@ def main():
     print("\n".join("  " + w for w in losses) or "  none")
     print(f"\nNo difference the data can resolve ({len(ties)}):")
     print("\n".join("  " + w for w in ties) or "  none")
+    if vsd_items:
+        print(f"\nVSD against SDS ({len(vsd_items)}; not a zero-mean control variate: the ratio "
+              "compares estimators of different mean directions):")
+        print("\n".join("  " + w for w in vsd_items))
 
 
 if __name__ == "__main__":

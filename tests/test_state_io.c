@@ -180,37 +180,6 @@ START_TEST(test_round_trip_every_dtype)
 }
 END_TEST
 
-/* A nested section written before its parent (a probed estimator's baseline, then the
- * estimator: "plugins/probe/ssd/mlp" creates "plugins/probe/ssd" as its parent) and the
- * parent's own arrays beside the child's group, both read back. */
-START_TEST(test_nested_section_before_its_parent)
-{
-    make_tmpdir();
-    const char *path = tmp_path("nested.ckpt.h5");
-    sl_ckpt *c = NULL;
-    sl_state_io *child = NULL, *parent = NULL;
-    sl_error err;
-    const double a = 1.25, b = -3.5;
-    ck_assert_msg(sl_ckpt_begin(path, &c, &err) == SL_OK, "%s", err.msg);
-    ck_assert_int_eq(sl_ckpt_section(c, "plugins/probe/ssd/mlp", &child, &err), SL_OK);
-    ck_assert_int_eq(sl_state_put(child, "params", SL_STATE_F64, &a, 1, &err), SL_OK);
-    ck_assert_msg(sl_ckpt_section(c, "plugins/probe/ssd", &parent, &err) == SL_OK, "%s",
-                  err.msg);
-    ck_assert_int_eq(sl_state_put(parent, "mu", SL_STATE_F64, &b, 1, &err), SL_OK);
-    ck_assert_msg(sl_ckpt_commit(c, &err) == SL_OK, "%s", err.msg);
-
-    double x = 0, y = 0;
-    ck_assert_msg(sl_ckpt_open(path, &c, &err) == SL_OK, "%s", err.msg);
-    ck_assert_int_eq(sl_ckpt_section(c, "plugins/probe/ssd", &parent, &err), SL_OK);
-    ck_assert_int_eq(sl_ckpt_section(c, "plugins/probe/ssd/mlp", &child, &err), SL_OK);
-    ck_assert_int_eq(sl_state_get(parent, "mu", SL_STATE_F64, &y, 1, &err), SL_OK);
-    ck_assert_int_eq(sl_state_get(child, "params", SL_STATE_F64, &x, 1, &err), SL_OK);
-    ck_assert(x == a && y == b);
-    sl_ckpt_close(c);
-    remove_tmpdir();
-}
-END_TEST
-
 START_TEST(test_array_errors)
 {
     make_tmpdir();
@@ -283,6 +252,43 @@ START_TEST(test_array_errors)
     char *missing = NULL;
     ck_assert_int_eq(sl_ckpt_get_string(c, "spec", &missing, &err), SL_ERR_FORMAT);
     ASSERT_MSG_HAS(err, "no attribute 'spec'");
+    sl_ckpt_close(c);
+    remove_tmpdir();
+}
+END_TEST
+
+/* A section nested in another, written first (a probed SSD's baseline "probe/ssd_mlp/mlp" is
+ * saved before its estimator "probe/ssd_mlp"): the outer section's group already exists as an
+ * intermediate when the outer section is opened, and both read back. */
+START_TEST(test_nested_section_written_first)
+{
+    make_tmpdir();
+    fill_values();
+    const char *path = tmp_path("nested.ckpt.h5");
+    sl_ckpt *c = NULL;
+    sl_state_io *inner = NULL, *outer = NULL;
+    sl_error err;
+    ck_assert_int_eq(sl_ckpt_begin(path, &c, &err), SL_OK);
+    ck_assert_msg(sl_ckpt_section(c, "plugins/probe/ssd_mlp/mlp", &inner, &err) == SL_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(sl_state_put(inner, "params", SL_STATE_F32, f32_values, 4, &err), SL_OK);
+    ck_assert_msg(sl_ckpt_section(c, "plugins/probe/ssd_mlp", &outer, &err) == SL_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(sl_state_put(outer, "mu", SL_STATE_F32, f32_values + 4, 2, &err), SL_OK);
+    /* The outer section cannot write over the inner one's group. */
+    ck_assert_int_eq(sl_state_put(outer, "mlp", SL_STATE_F32, f32_values, 1, &err),
+                     SL_ERR_INVALID_ARG);
+    ck_assert_msg(sl_ckpt_commit(c, &err) == SL_OK, "%s", err.msg);
+
+    ck_assert_int_eq(sl_ckpt_open(path, &c, &err), SL_OK);
+    float f[4];
+    ck_assert_int_eq(sl_ckpt_section(c, "plugins/probe/ssd_mlp", &outer, &err), SL_OK);
+    ck_assert_msg(sl_state_get(outer, "mu", SL_STATE_F32, f, 2, &err) == SL_OK, "%s", err.msg);
+    ck_assert(memcmp(f, f32_values + 4, 2 * sizeof *f) == 0);   /* bits: NaNs among them */
+    ck_assert_int_eq(sl_ckpt_section(c, "plugins/probe/ssd_mlp/mlp", &inner, &err), SL_OK);
+    ck_assert_msg(sl_state_get(inner, "params", SL_STATE_F32, f, 4, &err) == SL_OK, "%s",
+                  err.msg);
+    ck_assert(memcmp(f, f32_values, 4 * sizeof *f) == 0);
     sl_ckpt_close(c);
     remove_tmpdir();
 }
@@ -560,8 +566,8 @@ static Suite *state_io_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_round_trip_every_dtype);
-    tcase_add_test(tc, test_nested_section_before_its_parent);
     tcase_add_test(tc, test_array_errors);
+    tcase_add_test(tc, test_nested_section_written_first);
     tcase_add_test(tc, test_atomic_replacement);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_path_for_log);
