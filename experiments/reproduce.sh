@@ -3,11 +3,14 @@
 # runs the sweeps of experiments/paper/ with `steinlab sweep`, then writes the tables and
 # figures into docs/reproduction/ with analysis/paper_report.py.
 #
-# Usage: experiments/reproduce.sh [STAGE ...]     (default: probed driven ablations report)
+# Usage: experiments/reproduce.sh [STAGE ...]
+#                                   (default: probed driven ablations imperfect report)
 #   probed     objects-probed (4 object prompts x 3 seeds) and rooms-probed (2 rooms x 3
 #              seeds): SDS-driven NeRFs with SDS and SSD variants probed at the same theta
 #   driven     objects-driven: runs driven by SDS and by SSD variants (48 cells)
 #   ablations  mu shape and fit, guidance scale, t range, probe size K
+#   imperfect  objects-imperfect and rooms-imperfect: the probed studies on an over-smoothed
+#              world prior, with their tables (experiments/paper/imperfect_table.py)
 #   report     tables (Markdown) and figures (PNG) from whatever sweeps exist
 #   NAME       one sweep, experiments/paper/NAME.yaml (e.g. ablation-mu)
 # Environment: STEINLAB (default build/steinlab), JOBS (default 2), SWEEPS (default
@@ -36,7 +39,7 @@ sweep() {
 }
 
 stages=("$@")
-((${#stages[@]})) || stages=(probed driven ablations report)
+((${#stages[@]})) || stages=(probed driven ablations imperfect report)
 for stage in "${stages[@]}"; do
     case $stage in
         probed)
@@ -49,6 +52,11 @@ for stage in "${stages[@]}"; do
             sweep ablation-probe-k
             sweep ablation-guidance
             sweep ablation-trange ;;
+        imperfect)
+            for name in objects-imperfect rooms-imperfect; do
+                sweep "$name"
+                experiments/paper/imperfect_table.py "$SWEEPS/$name" | tee "$SWEEPS/$name.md"
+            done ;;
         report)
             /usr/bin/python3 analysis/paper_report.py --sweeps "$SWEEPS" --out "$REPORT" ;;
         *)
@@ -56,8 +64,8 @@ for stage in "${stages[@]}"; do
                 sweep "$stage"
                 continue
             fi
-            echo "reproduce: unknown stage '$stage' (probed, driven, ablations, report, or a" \
-                 "sweep of experiments/paper/)" >&2
+            echo "reproduce: unknown stage '$stage' (probed, driven, ablations, imperfect, report," \
+                 "or a sweep of experiments/paper/)" >&2
             exit 2 ;;
     esac
 done
