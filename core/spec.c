@@ -789,7 +789,7 @@ static bool needs_escape(uint32_t cp)
 }
 
 /* Whether text, written plain (unquoted), reads back as the same plain text; `flow`:
- * inside [...] where ",[]{}" end a scalar. Conservative: anything doubtful is quoted. */
+ * inside [...] where ",[]{}" (and ':') end a scalar. Conservative: anything doubtful is quoted. */
 static bool plain_ok(const char *text, bool flow)
 {
     size_t n = strlen(text);
@@ -808,7 +808,9 @@ static bool plain_ok(const char *text, bool flow)
         return false;
     if (strncmp(text, "...", 3) == 0)
         return false;
-    if ((flow && strpbrk(text, ",[]{}")) || strstr(text, ": ") || strstr(text, ":\t") ||
+    /* In flow context libyaml also ends a plain scalar at ':' before "?" or a flow
+     * indicator, then rejects the ':': keep every ':' out of flow scalars. */
+    if ((flow && strpbrk(text, ",[]{}:")) || strstr(text, ": ") || strstr(text, ":\t") ||
         strstr(text, " #") || strstr(text, "\t#"))
         return false;
     const unsigned char *s = (const unsigned char *)text;
