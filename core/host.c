@@ -24,6 +24,20 @@ sl_status sl_host_path(const sl_host *host, const char *path, char *out, size_t 
     return SL_OK;
 }
 
+sl_status sl_host_prior_info(const sl_host *host, const char *who,
+                             const sl_prior_ref **prior_out, sl_prior_info *info,
+                             sl_error *err)
+{
+    const sl_prior_ref *prior = host->prior(host);
+    if (!prior || !host->diffusion)
+        return sl_error_set(err, SL_ERR_INVALID_ARG, "%s: the host gives no prior or schedule",
+                            who);
+    prior->vt->info(prior->state, info);
+    if (prior_out)
+        *prior_out = prior;
+    return SL_OK;
+}
+
 void *sl_aligned_zalloc(size_t bytes)
 {
     size_t rounded = (bytes + 63) / 64 * 64;

@@ -112,13 +112,10 @@ static sl_status mlp_create(const sl_host *host, const sl_params *params, void *
     s->host = host;
     sl_nn_params_init(&s->params);
     sl_status st = SL_OK;
-    const sl_prior_ref *prior = host->prior(host);
-    if (!prior || !host->diffusion) {
-        st = sl_error_set(err, SL_ERR_INVALID_ARG, "mlp: the host gives no prior or schedule");
-        goto fail;
-    }
     sl_prior_info info;
-    prior->vt->info(prior->state, &info);
+    st = sl_host_prior_info(host, "mlp", NULL, &info, err);
+    if (st != SL_OK)
+        goto fail;
     s->H = info.height, s->W = info.width, s->C = info.channels;
     s->D = (size_t)s->H * s->W * s->C;
     s->T = host->diffusion->T;

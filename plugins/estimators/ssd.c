@@ -277,13 +277,10 @@ static sl_status ssd_create(const sl_host *host, const sl_params *params, void *
     s->host = host;
     s->diffusion = host->diffusion;
     sl_status st = SL_OK;
-    const sl_prior_ref *prior = host->prior(host);
-    if (!prior || !s->diffusion) {
-        st = sl_error_set(err, SL_ERR_INVALID_ARG, "ssd: the host gives no prior or schedule");
-        goto fail;
-    }
     sl_prior_info info;
-    prior->vt->info(prior->state, &info);
+    st = sl_host_prior_info(host, "ssd", NULL, &info, err);
+    if (st != SL_OK)
+        goto fail;
     s->H = info.height;
     s->W = info.width;
     s->C = info.channels;

@@ -209,6 +209,12 @@ struct sl_host {
 sl_status sl_host_path(const sl_host *host, const char *path, char *out, size_t size,
                        sl_error *err);
 
+/* For estimators and baselines at create(): the run's prior and its info (image shape,
+ * schedule). Fails, naming `who`, when the host gives no prior or no diffusion schedule. */
+sl_status sl_host_prior_info(const sl_host *host, const char *who,
+                             const sl_prior_ref **prior_out, sl_prior_info *info,
+                             sl_error *err);
+
 /* ---------------------------------------------------------------- representation */
 
 typedef struct sl_representation_vtable {
