@@ -150,11 +150,26 @@ class PriorTrain(unittest.TestCase):
             (["train.lr=-1"], "train.lr"),
             (["teacher.plugin=nerf"], "no prior plugin named 'nerf' (one of: image, unet, world)"),
             (["prompts=[a red sphere, a red sphere]"], "'a red sphere' appears twice"),
+            (["prompts=[a room with a red sphere]"],
+             "prompt 'a room with a red sphere' is a room: the world prior sees it with "
+             "inside-out cameras, so set views.rig: inside_out"),
+            (["prompts=[a room with a red sphere, a red sphere]", "views.rig=inside_out"],
+             "prompt 'a red sphere' is an object"),
+            (["views.rig=sideways"], "views.rig"),
         ]
         for over, msg in cases:
             r = run(["prior", "train", SPEC] + over + outputs(self.d, "bad"), self.d)
             self.assertEqual(r.returncode, 2, (over, r.stderr))
             self.assertIn(msg, r.stderr, over)
+
+    def test_room_prompt_with_inside_out_views(self):
+        r = run(["prior", "train", SPEC, "--threads", "1", "prompts=[a room with a red sphere]",
+                 "views.rig=inside_out"] + outputs(self.d, "room"), self.d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("1 prompts x 12 views", r.stdout)
+        with h5py.File(f"{self.d}/room.h5", "r") as f:
+            late = f["eval/rel_score_error_late"][()]
+        self.assertTrue(np.all(np.isfinite(late)) and np.all(late > 0))
 
     def test_longer_training_learns(self):
         r = run(["prior", "train", SPEC, "--threads", "1", "train.steps=160", "eval.every=20",

@@ -9,6 +9,7 @@
 
 #include "host.h"
 #include "prior_setup.h"
+#include "scene.h"
 #include "spec.h"
 #include "steinlab/steinlab.h"
 
@@ -57,6 +58,11 @@ static const sl_param_def train_defs[] = {
 static const sl_param_schema train_schema = SL_PARAM_SCHEMA(train_defs);
 
 static const sl_param_def views_defs[] = {
+    { .name = "rig", .type = SL_PARAM_CHOICE, .default_value = "orbit",
+      .choices = "orbit|inside_out",
+      .doc = "view grid: orbit cameras around the origin (object prompts), or inside-out "
+             "cameras at the origin looking along each azimuth and elevation (room prompts; "
+             "`distances` unused) — the world prior's bank grid for that scene level" },
     { .name = "resolution", .type = SL_PARAM_INT, .default_value = "16", .min = 8, .max = 256,
       .doc = "image size R (R x R); also the teacher's resolution" },
     { .name = "azimuths", .type = SL_PARAM_INT, .default_value = "12", .min = 1, .max = 3600,
@@ -64,7 +70,8 @@ static const sl_param_def views_defs[] = {
     { .name = "elevations", .type = SL_PARAM_FLOAT_LIST, .default_value = "[0, 20, 40]",
       .min = -90, .max = 90, .min_len = 1, .max_len = 16, .doc = "view grid: elevations" },
     { .name = "distances", .type = SL_PARAM_FLOAT_LIST, .default_value = "[1.8]", .min = 0.01,
-      .max = 1e6, .min_len = 1, .max_len = 16, .doc = "view grid: orbit distances" },
+      .max = 1e6, .min_len = 1, .max_len = 16,
+      .doc = "view grid: orbit distances (rig orbit)" },
     { .name = "fovy", .type = SL_PARAM_FLOAT, .default_value = "50", .min = 1, .max = 179,
       .doc = "view grid: vertical field of view in degrees" },
     { .name = "bandwidth", .type = SL_PARAM_FLOAT, .default_value = "0.05", .min = 0,
@@ -312,10 +319,41 @@ static sl_status create_teachers(pt_setup *s, const sl_params *views, sl_error *
     return SL_OK;
 }
 
+/* With the world prior as teacher, the rig must be its bank's for every prompt's scene
+ * level (orbit for objects, inside-out for rooms): otherwise the views the network learns
+ * and the denoiser it is compared to describe different data. */
+static sl_status check_rig(const pt_setup *s, const sl_params *v, sl_error *err)
+{
+    if (strcmp(s->teachers[0].plugin->name, "world") != 0)
+        return SL_OK;
+    const int inside_out = !strcmp(sl_params_string(v, "rig"), "inside_out");
+    const sl_node *views = sl_node_get(s->spec, "views");
+    const sl_node *at = views ? sl_node_get(views, "rig") : NULL;
+    for (size_t k = 0; k < s->n_prompts; k++) {
+        world_scene scene;
+        sl_status st = world_scene_from_prompt(s->prompts[k], &scene, err);
+        if (st != SL_OK)
+            return st;
+        const int is_room = scene.is_room;
+        world_scene_free(&scene);
+        if (is_room != inside_out)
+            return sl_spec_error_at(err, at ? at : sl_node_get(s->spec, "prompts"), "views.rig",
+                                    "prompt '%s' is %s: the world prior sees it with %s "
+                                    "cameras, so set views.rig: %s (prompts of both levels "
+                                    "need two models)", s->prompts[k],
+                                    is_room ? "a room" : "an object",
+                                    is_room ? "inside-out" : "orbit",
+                                    is_room ? "inside_out" : "orbit");
+    }
+    return SL_OK;
+}
+
 static sl_status build_views(pt_setup *s, const sl_params *v, sl_error *err)
 {
     const int A = (int)sl_params_int(v, "azimuths");
-    const size_t E = sl_params_list_len(v, "elevations"), Dn = sl_params_list_len(v, "distances");
+    const int inside_out = !strcmp(sl_params_string(v, "rig"), "inside_out");
+    const size_t E = sl_params_list_len(v, "elevations");
+    const size_t Dn = inside_out ? 1 : sl_params_list_len(v, "distances");
     const float fovy = (float)sl_params_float(v, "fovy");
     s->n_views = (size_t)A * E * Dn;
     s->cams = calloc(s->n_views, sizeof *s->cams);
@@ -328,9 +366,12 @@ static sl_status build_views(pt_setup *s, const sl_params *v, sl_error *err)
         for (size_t e = 0; e < E; e++)
             for (size_t d = 0; d < Dn; d++, k++) {
                 const float az = -180.0f + 360.0f * (float)a / (float)A;
-                sl_camera_orbit(az, (float)sl_params_list_float(v, "elevations", e),
-                                (float)sl_params_list_float(v, "distances", d), NULL, fovy,
-                                s->res, s->res, &s->cams[k]);
+                const float el = (float)sl_params_list_float(v, "elevations", e);
+                if (inside_out)
+                    sl_camera_inside_out(az, el, NULL, fovy, s->res, s->res, &s->cams[k]);
+                else
+                    sl_camera_orbit(az, el, (float)sl_params_list_float(v, "distances", d),
+                                    NULL, fovy, s->res, s->res, &s->cams[k]);
                 s->bucket[k] = (int)sl_camera_bucket(&s->cams[k]);
             }
     for (size_t p = 0; p < s->n_prompts; p++) {
@@ -527,6 +568,8 @@ sl_status pt_setup_create(const char *spec_path, const char *const *overrides,
     free(paths);
     if (st == SL_OK)
         st = create_teachers(s, views, err);
+    if (st == SL_OK)
+        st = check_rig(s, views, err);
     if (st == SL_OK)
         st = build_views(s, views, err);
     if (st == SL_OK)
