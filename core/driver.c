@@ -2103,6 +2103,11 @@ sl_status sl_repr_extract_mesh(const sl_representation_vtable *rv, void *state, 
                             "(sample_field / field_bounds), so no mesh can be extracted");
     float own = 0;
     rv->field_bounds(state, bounds, &own);
+    if (SL_REPRESENTATION_HAS(rv, surface_mesh)) {
+        /* The surface that renders, not a level set resampled from it. */
+        *level = own;
+        return rv->surface_mesh(state, out, err);
+    }
     *level = isnan(threshold) ? own : (float)threshold;
     /* sample_field has the sl_field_fn signature; the state is its context. */
     return sl_mesh_extract((sl_field_fn)rv->sample_field, state, bounds, resolution, *level, 1,

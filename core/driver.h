@@ -50,11 +50,12 @@ sl_status sl_run(const sl_run_options *opt, sl_run_result *result, sl_error *err
 struct sl_representation_vtable;
 struct sl_mesh;
 
-/* Marching cubes of a representation's density over its field_bounds box at `resolution`
- * grid points per axis, at iso-level `threshold` (NaN: the representation's own), with
- * vertex colours from its rgb. bounds (6,) and *level receive what was used. *out is
- * freed by the caller (sl_mesh_free). SL_ERR_UNSUPPORTED when the representation has no
- * sample_field/field_bounds. */
+/* The representation's mesh: its own surface when it has one (surface_mesh; resolution
+ * and threshold unused, *level its field_bounds level), else marching cubes of its density
+ * over its field_bounds box at `resolution` grid points per axis, at iso-level `threshold`
+ * (NaN: the representation's own), with vertex colours from its rgb. bounds (6,) and
+ * *level receive what was used. *out is freed by the caller (sl_mesh_free).
+ * SL_ERR_UNSUPPORTED when the representation has no sample_field/field_bounds. */
 sl_status sl_repr_extract_mesh(const struct sl_representation_vtable *rv, void *state,
                                int resolution, double threshold, struct sl_mesh *out,
                                float bounds[6], float *level, sl_error *err);

@@ -90,7 +90,8 @@ static size_t vtable_min_size(sl_plugin_kind kind)
 {
     switch (kind) {
     case SL_KIND_PRIOR: return sizeof(sl_prior_vtable);
-    case SL_KIND_REPRESENTATION: return sizeof(sl_representation_vtable);
+    case SL_KIND_REPRESENTATION:   /* surface_mesh was appended later */
+        return offsetof(sl_representation_vtable, surface_mesh);
     case SL_KIND_ESTIMATOR:   /* probe_stats was appended later */
         return offsetof(sl_estimator_vtable, probe_stats);
     case SL_KIND_BASELINE: return sizeof(sl_baseline_vtable);

@@ -21,7 +21,9 @@
  *    through the antialiasing) must give a nonzero, FD-matching gradient; colour only with
  *    a varying texture (through the lookup position too);
  *  - texture parameters' gradients by FD; determinism across 1, 2, 3 threads;
- *    sample_field's sign and a marching-cubes export close to the sphere;
+ *    sample_field's sign and a marching-cubes export close to the sphere; surface_mesh is
+ *    the deformed surface (a uniform deformation translates it exactly), texture-coloured,
+ *    and the host's mesh uses it;
  *  - init: run_mesh from a log holding a sphere's mesh: the SDF within the samples' spacing
  *    of the exact one, signs exact; missing file, missing /mesh, missing init_run refused. */
 #include <check.h>
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #include "spec.h"
+#include "driver.h"
 #include "steinlab/mesh.h"
 #include "steinlab/steinlab.h"
 #include "support/test_host.h"
@@ -997,6 +1000,63 @@ START_TEST(test_field_and_export)
 }
 END_TEST
 
+/* surface_mesh is the deformed surface that renders (not the undeformed level set that
+ * sample_field gives), coloured by the texture, and the host's mesh takes it. */
+START_TEST(test_surface_mesh_is_the_deformed_surface)
+{
+    dm_inst in;
+    dm_new(&in, "grid_resolution: 16\ninit_radius: 0.6\n");
+    sl_error err;
+    sl_mesh plain, moved, host_mesh;
+    ck_assert(SL_REPRESENTATION_HAS(VT(), surface_mesh));
+    ck_assert_int_eq(VT()->surface_mesh(in.s, &plain, &err), SL_OK);
+    ck_assert_uint_gt(plain.n_faces, 100);
+    ck_assert_ptr_nonnull(plain.colors);
+    /* A uniform deformation translates every grid vertex, hence every surface vertex. */
+    const float d = 0.8f;
+    for (size_t v = 0; v < 3 * in.s->grid.n_vertices; v++)
+        in.s->def[v] = d;
+    ck_assert_int_eq(VT()->surface_mesh(in.s, &moved, &err), SL_OK);
+    ck_assert_uint_eq(moved.n_vertices, plain.n_vertices);
+    ck_assert_uint_eq(moved.n_faces, plain.n_faces);
+    ck_assert_mem_eq(moved.faces, plain.faces, plain.n_faces * 3 * sizeof(int32_t));
+    double worst = 0;
+    for (int k = 0; k < 3; k++)
+        ck_assert(in.s->deform_scale[k] * tanh((double)d) > 0.1 * in.s->grid.cell[k]);
+    for (size_t v = 0; v < plain.n_vertices; v++)
+        for (int k = 0; k < 3; k++) {
+            double shift = in.s->deform_scale[k] * tanh((double)d);
+            worst = fmax(worst, fabs(moved.vertices[3 * v + k] - plain.vertices[3 * v + k] -
+                                     shift));
+        }
+    ck_assert_msg(worst < 1e-5, "vertices off the translated surface by %.3g", worst);
+    /* Colours are the texture at the (moved) vertices. */
+    float *rec = malloc((size_t)in.s->rec_size * sizeof(float));
+    for (size_t v = 0; v < moved.n_vertices; v += 37) {
+        dmtet_texture(in.s, moved.vertices + 3 * v, rec);
+        for (int c = 0; c < 3; c++)
+            ck_assert_int_eq(moved.colors[3 * v + c],
+                             (int)lrintf(255.0f * rec[in.s->rec_size - 3 + c]));
+    }
+    free(rec);
+    /* The host's mesh (final mesh, Chamfer, export) is this surface, whatever resolution. */
+    float bounds[6], level;
+    ck_assert_int_eq(sl_repr_extract_mesh(VT(), in.s, 48, NAN, &host_mesh, bounds, &level,
+                                          &err), SL_OK);
+    ck_assert_uint_eq(host_mesh.n_vertices, moved.n_vertices);
+    ck_assert_mem_eq(host_mesh.vertices, moved.vertices, moved.n_vertices * 3 * sizeof(float));
+    ck_assert_float_eq(level, 0.0f);
+    sl_mesh_free(&plain), sl_mesh_free(&moved), sl_mesh_free(&host_mesh);
+    /* No crossing: an empty mesh, not an error. */
+    for (size_t v = 0; v < in.s->grid.n_vertices; v++)
+        in.s->sdf[v] = 1;
+    ck_assert_int_eq(VT()->surface_mesh(in.s, &plain, &err), SL_OK);
+    ck_assert_uint_eq(plain.n_faces, 0);
+    sl_mesh_free(&plain);
+    dm_free(&in);
+}
+END_TEST
+
 /* A log-like file holding a mesh under /mesh (as the driver writes it). */
 static void write_mesh_h5(const char *path, const sl_mesh *m)
 {
@@ -1096,6 +1156,7 @@ static Suite *dmtet_suite(void)
     tcase_add_test(r, test_render_gradients_texture);
     tcase_add_test(r, test_threads_bit_identical);
     tcase_add_test(r, test_field_and_export);
+    tcase_add_test(r, test_surface_mesh_is_the_deformed_surface);
     tcase_add_test(r, test_init_from_run_mesh);
     suite_add_tcase(s, r);
     return s;

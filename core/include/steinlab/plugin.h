@@ -29,6 +29,7 @@
 
 #include "steinlab/camera.h"
 #include "steinlab/diffusion.h"
+#include "steinlab/mesh.h"
 #include "steinlab/optim.h"
 #include "steinlab/params.h"
 #include "steinlab/rng.h"
@@ -257,7 +258,20 @@ typedef struct sl_representation_vtable {
      * create() so that a spec asking for more memory than the machine has is refused with
      * the estimate; 0: unknown. */
     uint64_t (*memory_bytes)(const sl_params *params, int resolution, int batch);
+    /* (optional; appended after ABI 1's first size: read only when struct_size covers it)
+     * For representations with an explicit surface (DMTet): that surface as it renders,
+     * vertices in world space, faces counter-clockwise seen from outside, colours when the
+     * representation has them. *out is overwritten with malloc'd arrays (sl_mesh_free); an
+     * empty surface is an empty mesh, not an error. The host's mesh and Chamfer distance use
+     * it instead of marching cubes over sample_field (which it still needs: field_bounds). */
+    sl_status (*surface_mesh)(void *state, sl_mesh *out, sl_error *err);
 } sl_representation_vtable;
+
+/* True when a representation's vtable has the appended member `field` (its struct_size
+ * covers it) and sets it. */
+#define SL_REPRESENTATION_HAS(vt, field)                                                   \
+    ((vt)->struct_size >= offsetof(sl_representation_vtable, field) + sizeof((vt)->field) && \
+     (vt)->field != NULL)
 
 /* ---------------------------------------------------------------- estimators */
 

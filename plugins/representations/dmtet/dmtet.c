@@ -787,6 +787,57 @@ static void dmtet_field_bounds(const void *state, float bounds[6], float *thresh
     *threshold = 0.0f;
 }
 
+/* The surface that renders: marching tetrahedra on the deformed grid (into a surface of
+ * its own, so what the last TRAIN render keeps for backward stays intact), vertex colours
+ * from the texture field. */
+static sl_status dmtet_surface_mesh(void *state, sl_mesh *out, sl_error *err)
+{
+    dmtet_state *s = state;
+    memset(out, 0, sizeof *out);
+    dm_surface surf = { 0 };
+    sl_status st = dm_marching_tets(&s->grid, s->mt, s->base, s->def, s->deform_scale, s->sdf,
+                                    &surf, err);
+    const size_t nv = surf.n_verts, nf = surf.n_faces;
+    if (st == SL_OK && nf > 0) {
+        out->vertices = malloc(nv * 3 * sizeof(float));
+        out->faces = malloc(nf * 3 * sizeof(int32_t));
+        out->colors = malloc(nv * 3);
+        if (!out->vertices || !out->faces || !out->colors)
+            st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory for a mesh of %zu "
+                              "vertices", nv);
+    }
+    if (st == SL_OK && nf > 0) {
+        memcpy(out->vertices, surf.verts, nv * 3 * sizeof(float));
+        memcpy(out->faces, surf.faces, nf * 3 * sizeof(int32_t));
+        out->n_vertices = nv, out->n_faces = nf;
+        int failed = 0;
+#pragma omp parallel
+        {
+            float *rec = malloc((size_t)s->rec_size * sizeof(float));
+            if (!rec) {
+#pragma omp atomic write
+                failed = 1;
+            }
+            const float *rgb = rec + s->rec_size - 3;   /* dmtet_texture's last three */
+#pragma omp for schedule(static)
+            for (size_t v = 0; v < nv; v++) {
+                if (!rec)
+                    continue;
+                dmtet_texture(s, surf.verts + 3 * v, rec);
+                for (int c = 0; c < 3; c++)
+                    out->colors[3 * v + c] = (uint8_t)lrintf(255.0f * rgb[c]);
+            }
+            free(rec);
+        }
+        if (failed)
+            st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory colouring the mesh");
+    }
+    dm_surface_free(&surf);
+    if (st != SL_OK)
+        sl_mesh_free(out);
+    return st;
+}
+
 /* An estimate before create(): the grid's groups (4 floats per vertex) and the texture,
  * each with gradient and Adam's two moments, the texture's gradient shards, the grid's
  * own arrays (base, positions, their gradient, the edge map) and, per pixel of the batch,
@@ -819,6 +870,7 @@ static const sl_representation_vtable dmtet_vtable = {
     .sample_field = dmtet_sample_field,
     .field_bounds = dmtet_field_bounds,
     .memory_bytes = dmtet_memory_bytes,
+    .surface_mesh = dmtet_surface_mesh,
 };
 
 static const sl_plugin dmtet_plugin = {
