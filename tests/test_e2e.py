@@ -617,6 +617,13 @@ class DmtetSmoke(unittest.TestCase):
                 self.assertTrue(np.all(np.isfinite(f["eval/psnr"][:])))
                 self.assertTrue(np.isfinite(f["eval/chamfer"][-1]))
                 self.assertEqual(f["plugins/dmtet"].attrs["kind"], "representation")
+                n_faces = len(f["mesh/faces"])
+                self.assertGreater(n_faces, 100)
+            # From the checkpoint: the same surface (DMTet's own), whatever the resolution.
+            ply = os.path.join(tmp, "d.ply")
+            r = run(["export", log, "--mesh", ply, "--resolution", "40"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"{n_faces} triangles (the representation's own surface", r.stdout)
 
     def test_dmtet_from_a_nerf_run(self):
         """Two stages as two specs: a short NeRF quickstart run, then DMTet initialised from

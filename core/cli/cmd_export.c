@@ -263,8 +263,14 @@ int sl_cmd_export(int argc, char **argv)
                                       &err);
             if (st != SL_OK)
                 sl_error_prefix(&err, "representation '%s'", h->label);
-            snprintf(source, sizeof source, "re-extracted from the checkpoint after %lld steps "
-                     "at %d^3, threshold %g", (long long)h->steps_done, resolution, (double)level);
+            if (SL_REPRESENTATION_HAS(h->vt, surface_mesh))
+                snprintf(source, sizeof source, "the representation's own surface from the "
+                         "checkpoint after %lld steps; --resolution and --threshold do not "
+                         "apply to it", (long long)h->steps_done);
+            else
+                snprintf(source, sizeof source, "re-extracted from the checkpoint after %lld "
+                         "steps at %d^3, threshold %g", (long long)h->steps_done, resolution,
+                         (double)level);
         }
         sl_run_repr_close(h);
     }
