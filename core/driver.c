@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas_cpu.h"
 #include "camera_sampler.h"
 #include "checkpoint.h"
 #include "driver.h"
@@ -1527,6 +1528,7 @@ static sl_status define_log(run *r, sl_error *err)
     if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "git_describe", SL_GIT_DESCRIBE, err);
     if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "created", created, err);
     if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "host", host, err);
+    if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "blas_core", sl_blas_core(), err);
     if (st == SL_OK) st = sl_log_attr_string(r->log, "/", "name", sl_params_string(r->root, "name"), err);
     if (st == SL_OK) st = sl_log_attr_int(r->log, "/", "seed", sl_params_int(r->root, "seed"), err);
     if (st == SL_OK) st = sl_log_attr_int(r->log, "/", "steps", sl_params_int(r->root, "steps"), err);

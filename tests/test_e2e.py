@@ -111,6 +111,9 @@ class Quickstart(unittest.TestCase):
                 self.assertEqual(aa[k], ab[k], f"attribute {k} differs")
             self.assertIn("(1 thread)", aa["/@host"])
             self.assertIn("(2 threads)", ab["/@host"])
+            # The OpenBLAS kernels, as `steinlab version` names them.
+            v = run(["version"])
+            self.assertIn(f"blas: OpenBLAS, {aa['/@blas_core']} kernels", v.stdout)
 
 
 class LiveLog(unittest.TestCase):

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blas_cpu.h"
 #include "cli.h"
 #include "host.h"
 #include "log.h"
@@ -124,6 +125,8 @@ static sl_status log_open(trainer *tr, int64_t rows_steps, int64_t rows_eval, sl
         st = sl_log_attr_string(tr->log, "/", "name", s->name, err);
         if (st == SL_OK)
             st = sl_log_attr_string(tr->log, "/", "kind", "prior_train", err);
+        if (st == SL_OK)
+            st = sl_log_attr_string(tr->log, "/", "blas_core", sl_blas_core(), err);
         if (st == SL_OK)
             st = sl_log_attr_string(tr->log, "/", "spec", s->spec_text, err);
         if (st == SL_OK)

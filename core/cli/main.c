@@ -1,7 +1,9 @@
 /* core/cli/main.c — the steinlab executable: dispatch to subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "blas_cpu.h"
 #include "cli.h"
 #include "sl_build_config.h"   /* first: SL_HAVE_CUDA decides the next include */
 #if SL_HAVE_CUDA
@@ -80,8 +82,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "prior"))
         return sl_cmd_prior(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("steinlab %s (%s)\nlibrary %s\n", SL_VERSION_STRING, SL_GIT_DESCRIBE,
-               sl_version());
+        const char *forced = getenv("OPENBLAS_CORETYPE");
+        printf("steinlab %s (%s)\nlibrary %s\nblas: OpenBLAS, %s kernels%s%s%s\n",
+               SL_VERSION_STRING, SL_GIT_DESCRIBE, sl_version(), sl_blas_core(),
+               forced ? " (OPENBLAS_CORETYPE=" : " (detected)", forced ? forced : "",
+               forced ? ")" : "");
 #if SL_HAVE_CUDA
         int runtime = 0;
         char device[256];
