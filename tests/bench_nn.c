@@ -43,6 +43,7 @@ int main(int argc, char **argv)
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     double peak = sgemm_peak();
     printf("threads %d\n", omp_get_max_threads());
+    printf("blas_core %s\n", openblas_get_corename());
     printf("sgemm_peak_gflops %.1f\n", peak);
     printf("# B H W cin cout k stride fwd_gflops bwd_gflops fwd_frac_peak bwd_frac_peak\n");
     sl_conv2d_shape shapes[] = {

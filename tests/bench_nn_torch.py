@@ -51,6 +51,7 @@ def main():
                          text=True).stdout
     torch.set_num_threads(threads)
     peak = None
+    core = "?"
     print(f"torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}, "
           f"threads {threads}")
     print("| shape (B, H, W, cin -> cout, k, stride) | steinlab fwd | bwd | fwd % peak | "
@@ -59,6 +60,9 @@ def main():
     for line in out.splitlines():
         if line.startswith("sgemm_peak_gflops"):
             peak = float(line.split()[1])
+            continue
+        if line.startswith("blas_core"):
+            core = line.split()[1]
             continue
         if line.startswith("#") or line.startswith("threads"):
             continue
@@ -72,7 +76,7 @@ def main():
         print(f"| {B}, {H}, {W}, {cin} -> {cout}, {k}x{k}, {stride} | {sf:.1f} | {sb:.1f} | "
               f"{100 * sf / peak:.0f}% | {100 * sb / peak:.0f}% | {tf:.1f} | {tb:.1f} | "
               f"{sf / tf:.2f} | {sb / tb:.2f} |")
-    print(f"OpenBLAS SGEMM peak (2048^3, {threads} threads): {peak:.1f} GFLOP/s")
+    print(f"OpenBLAS SGEMM peak (2048^3, {threads} threads, {core} kernels): {peak:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
