@@ -2,7 +2,6 @@
  * HDF5 C API, the SWMR rules, sl_log_inspect, and a live reader (h5py, swmr=True) following
  * the log while the writer is still open. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -17,40 +16,9 @@
 #include <hdf5.h>
 
 #include "log.h"
+#include "support/tmpdir.h"
 
 /* ---- fixtures -------------------------------------------------------------------------- */
-
-static char tmpdir[256];
-
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/steinlab-test-log-XXXXXX");
-    ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp: %s", strerror(errno));
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
-}
 
 static const char SPEC[] = "name: demo\nseed: 42\nestimator:\n  kind: sds\n  lr: 0.01\n"
                            "steps: 8\nrender_every: 4\nviews: 2\n";
@@ -333,10 +301,10 @@ static void check_standard_log(const char *path)
 
 START_TEST(test_write_and_read_back)
 {
-    make_tmpdir();
-    write_standard_log(tmp_path("run.h5"), 0);
-    check_standard_log(tmp_path("run.h5"));
-    remove_tmpdir();
+    test_tmpdir_make("steinlab-test-log");
+    write_standard_log(test_tmp_path("run.h5"), 0);
+    check_standard_log(test_tmp_path("run.h5"));
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -382,11 +350,11 @@ static long offset_in(const char *text, const char *needle)
 
 START_TEST(test_inspect_output)
 {
-    make_tmpdir();
-    write_standard_log(tmp_path("run.h5"), 0);
+    test_tmpdir_make("steinlab-test-log");
+    write_standard_log(test_tmp_path("run.h5"), 0);
     sl_error err;
     sl_status st;
-    char *text = inspect_to_string(tmp_path("run.h5"), &st, &err);
+    char *text = inspect_to_string(test_tmp_path("run.h5"), &st, &err);
     ck_assert_msg(st == SL_OK, "%s", err.msg);
     assert_has_line(text, "name              demo");
     assert_has_line(text, "seed              42");
@@ -418,51 +386,51 @@ START_TEST(test_inspect_output)
     long at_renders = offset_in(text, "\nrenders\n");
     ck_assert(at_steps >= 0 && at_steps < at_eval && at_eval < at_renders);
     free(text);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_inspect_bad_files)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-log");
     sl_error err;
     sl_status st;
     FILE *out = tmpfile();
     ck_assert_ptr_nonnull(out);
 
-    st = sl_log_inspect(tmp_path("missing.h5"), out, &err);
+    st = sl_log_inspect(test_tmp_path("missing.h5"), out, &err);
     ck_assert_int_eq(st, SL_ERR_IO);
     ck_assert_msg(strstr(err.msg, "missing.h5") && !strchr(err.msg, '\n'), "%s", err.msg);
 
-    FILE *g = fopen(tmp_path("garbage.h5"), "wb");
+    FILE *g = fopen(test_tmp_path("garbage.h5"), "wb");
     ck_assert_ptr_nonnull(g);
     for (int i = 0; i < 5000; i++)
         fputc((i * 131) & 0xff, g);
     fclose(g);
-    st = sl_log_inspect(tmp_path("garbage.h5"), out, &err);
+    st = sl_log_inspect(test_tmp_path("garbage.h5"), out, &err);
     ck_assert_int_eq(st, SL_ERR_FORMAT);
     ck_assert_msg(strstr(err.msg, "not an HDF5 file") && !strchr(err.msg, '\n'), "%s", err.msg);
 
-    g = fopen(tmp_path("empty.h5"), "wb");
+    g = fopen(test_tmp_path("empty.h5"), "wb");
     fclose(g);
-    st = sl_log_inspect(tmp_path("empty.h5"), out, &err);
+    st = sl_log_inspect(test_tmp_path("empty.h5"), out, &err);
     ck_assert_msg(st == SL_ERR_FORMAT || st == SL_ERR_IO, "%s", sl_status_name(st));
 
     /* A real log cut in half: HDF5's signature is there, the rest is not. */
-    write_standard_log(tmp_path("run.h5"), 0);
+    write_standard_log(test_tmp_path("run.h5"), 0);
     struct stat sb;
-    ck_assert_int_eq(stat(tmp_path("run.h5"), &sb), 0);
-    ck_assert_int_eq(truncate(tmp_path("run.h5"), sb.st_size / 2), 0);
-    st = sl_log_inspect(tmp_path("run.h5"), out, &err);
+    ck_assert_int_eq(stat(test_tmp_path("run.h5"), &sb), 0);
+    ck_assert_int_eq(truncate(test_tmp_path("run.h5"), sb.st_size / 2), 0);
+    st = sl_log_inspect(test_tmp_path("run.h5"), out, &err);
     ck_assert_int_eq(st, SL_ERR_FORMAT);
     ck_assert_msg(strstr(err.msg, "truncated") && !strchr(err.msg, '\n'), "%s", err.msg);
     /* A directory is not a log either. */
-    ck_assert_int_eq(sl_log_inspect(tmpdir, out, &err), SL_ERR_IO);
+    ck_assert_int_eq(sl_log_inspect(test_tmpdir(), out, &err), SL_ERR_IO);
 
     ck_assert_int_eq(sl_log_inspect(NULL, out, &err), SL_ERR_INVALID_ARG);
-    ck_assert_int_eq(sl_log_inspect(tmp_path("run.h5"), NULL, &err), SL_ERR_INVALID_ARG);
+    ck_assert_int_eq(sl_log_inspect(test_tmp_path("run.h5"), NULL, &err), SL_ERR_INVALID_ARG);
     fclose(out);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -500,22 +468,22 @@ static void write_and_die(const char *path, int start_swmr)
 
 START_TEST(test_inspect_killed_writer)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-log");
     sl_error err;
     sl_status st;
-    write_and_die(tmp_path("swmr.h5"), 1);
-    char *text = inspect_to_string(tmp_path("swmr.h5"), &st, &err);
+    write_and_die(test_tmp_path("swmr.h5"), 1);
+    char *text = inspect_to_string(test_tmp_path("swmr.h5"), &st, &err);
     ck_assert_msg(st == SL_OK, "%s", err.msg);
     assert_has_line(text, "name              killed");
     assert_has_line(text, "table /steps: 10 rows");
     free(text);
 
-    write_and_die(tmp_path("defining.h5"), 0);
-    text = inspect_to_string(tmp_path("defining.h5"), &st, &err);
+    write_and_die(test_tmp_path("defining.h5"), 0);
+    text = inspect_to_string(test_tmp_path("defining.h5"), &st, &err);
     ck_assert_int_eq(st, SL_ERR_IO);
     ck_assert_msg(strstr(err.msg, "h5clear") && !strchr(err.msg, '\n'), "%s", err.msg);
     free(text);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -552,8 +520,8 @@ static int run_live_reader(const char *path, int64_t min_rows)
 
 START_TEST(test_live_reader)
 {
-    make_tmpdir();
-    const char *path = tmp_path("live.h5");
+    test_tmpdir_make("steinlab-test-log");
+    const char *path = test_tmp_path("live.h5");
     sl_log *log = NULL;
     sl_log_table *steps = NULL;
     sl_error err;
@@ -597,7 +565,7 @@ START_TEST(test_live_reader)
     ck_assert_int_eq(sl_log_close(log, &err), SL_OK);
     rc = run_live_reader(path, 2600);
     ck_assert_msg(rc == 0, "reader failed (exit %d) on the closed log", rc);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -605,17 +573,17 @@ END_TEST
 
 START_TEST(test_errors)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-log");
     sl_log *log = NULL;
     sl_log_table *t = NULL, *t2 = NULL;
     sl_error err;
 
-    ck_assert_int_eq(sl_log_create(tmp_path("no/such/dir/run.h5"), &log, &err), SL_ERR_IO);
+    ck_assert_int_eq(sl_log_create(test_tmp_path("no/such/dir/run.h5"), &log, &err), SL_ERR_IO);
     ck_assert_ptr_null(log);
     ck_assert_msg(strstr(err.msg, "H5Fcreate") && strstr(err.msg, "no/such/dir"), "%s", err.msg);
     ck_assert_int_eq(sl_log_close(NULL, &err), SL_OK);
 
-    ck_assert_int_eq(sl_log_create(tmp_path("err.h5"), &log, &err), SL_OK);
+    ck_assert_int_eq(sl_log_create(test_tmp_path("err.h5"), &log, &err), SL_OK);
     ck_assert_int_eq(sl_log_attr_string(log, "relative", "a", "b", &err), SL_ERR_INVALID_ARG);
     ck_assert_int_eq(sl_log_attr_string(log, "/a//b", "a", "b", &err), SL_ERR_INVALID_ARG);
     ck_assert_int_eq(sl_log_attr_string(log, "/", "", "b", &err), SL_ERR_INVALID_ARG);
@@ -674,7 +642,7 @@ START_TEST(test_errors)
     ck_assert_int_eq(sl_log_renders_append(log, "rgb", 20, px, &err), SL_OK);
     ck_assert_int_eq(sl_log_close(log, &err), SL_OK);
 
-    hid_t file = H5Fopen(tmp_path("err.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t file = H5Fopen(test_tmp_path("err.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
     ck_assert_int_ge(file, 0);
     double v[4];
     int64_t s[4];
@@ -689,7 +657,7 @@ START_TEST(test_errors)
     ck_assert_int_eq(dims[0], 1);
     ck_assert_int_eq(H5Lexists(file, "/a/b/c", H5P_DEFAULT), 1);
     H5Fclose(file);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 

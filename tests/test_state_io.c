@@ -4,8 +4,6 @@
  * leaves the previous one), refusal of missing, corrupt and foreign files; and the log's
  * side of a resume: reopening a log whose writer was killed, cutting it back, appending. */
 #include <check.h>
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,42 +17,9 @@
 
 #include "checkpoint.h"
 #include "log.h"
+#include "support/tmpdir.h"
 
 /* ---- fixtures -------------------------------------------------------------------------- */
-
-static char tmpdir[256];
-
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/steinlab-test-state-io-XXXXXX");
-    ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp: %s", strerror(errno));
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char path[4][512];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static int file_exists(const char *path)
 {
@@ -126,11 +91,11 @@ static double read_marker(const char *path)
 
 START_TEST(test_round_trip_every_dtype)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-state-io");
     fill_values();
-    const char *path = tmp_path("run.ckpt.h5");
+    const char *path = test_tmp_path("run.ckpt.h5");
     write_standard(path, 1.5);
-    ck_assert(!file_exists(tmp_path("run.ckpt.h5.tmp")));
+    ck_assert(!file_exists(test_tmp_path("run.ckpt.h5.tmp")));
 
     sl_ckpt *c = NULL;
     sl_state_io *rep = NULL, *est = NULL;
@@ -176,15 +141,15 @@ START_TEST(test_round_trip_every_dtype)
     H5Tclose(type);
     H5Dclose(ds);
     H5Fclose(file);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_array_errors)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-state-io");
     fill_values();
-    const char *path = tmp_path("e.ckpt.h5");
+    const char *path = test_tmp_path("e.ckpt.h5");
     sl_ckpt *c = NULL;
     sl_state_io *io = NULL;
     sl_error err;
@@ -253,7 +218,7 @@ START_TEST(test_array_errors)
     ck_assert_int_eq(sl_ckpt_get_string(c, "spec", &missing, &err), SL_ERR_FORMAT);
     ASSERT_MSG_HAS(err, "no attribute 'spec'");
     sl_ckpt_close(c);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -262,9 +227,9 @@ END_TEST
  * intermediate when the outer section is opened, and both read back. */
 START_TEST(test_nested_section_written_first)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-state-io");
     fill_values();
-    const char *path = tmp_path("nested.ckpt.h5");
+    const char *path = test_tmp_path("nested.ckpt.h5");
     sl_ckpt *c = NULL;
     sl_state_io *inner = NULL, *outer = NULL;
     sl_error err;
@@ -290,7 +255,7 @@ START_TEST(test_nested_section_written_first)
                   err.msg);
     ck_assert(memcmp(f, f32_values, 4 * sizeof *f) == 0);
     sl_ckpt_close(c);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -298,9 +263,9 @@ END_TEST
 
 START_TEST(test_atomic_replacement)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-state-io");
     fill_values();
-    const char *path = tmp_path("run.ckpt.h5");
+    const char *path = test_tmp_path("run.ckpt.h5");
     write_standard(path, 1.0);
     write_standard(path, 2.0);
     ck_assert(read_marker(path) == 2.0);
@@ -314,7 +279,7 @@ START_TEST(test_atomic_replacement)
     double three = 3.0;
     ck_assert_int_eq(sl_state_put(io, "marker", SL_STATE_F64, &three, 1, &err), SL_OK);
     sl_ckpt_close(c);
-    ck_assert(!file_exists(tmp_path("run.ckpt.h5.tmp")));
+    ck_assert(!file_exists(test_tmp_path("run.ckpt.h5.tmp")));
     ck_assert(read_marker(path) == 2.0);
 
     /* A writer that dies halfway (no close, no commit) leaves a stray temporary and the
@@ -335,29 +300,29 @@ START_TEST(test_atomic_replacement)
     int status = 0;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert(file_exists(tmp_path("run.ckpt.h5.tmp")));
+    ck_assert(file_exists(test_tmp_path("run.ckpt.h5.tmp")));
     ck_assert(read_marker(path) == 2.0);
     write_standard(path, 5.0);
     ck_assert(read_marker(path) == 5.0);
-    ck_assert(!file_exists(tmp_path("run.ckpt.h5.tmp")));
-    remove_tmpdir();
+    ck_assert(!file_exists(test_tmp_path("run.ckpt.h5.tmp")));
+    test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_bad_files)
 {
-    make_tmpdir();
+    test_tmpdir_make("steinlab-test-state-io");
     sl_ckpt *c = NULL;
     sl_error err;
     char want[1024];
 
-    const char *missing = tmp_path("missing.ckpt.h5");
+    const char *missing = test_tmp_path("missing.ckpt.h5");
     ck_assert_int_eq(sl_ckpt_open(missing, &c, &err), SL_ERR_IO);
     snprintf(want, sizeof want, "checkpoint '%s': No such file or directory", missing);
     ck_assert_str_eq(err.msg, want);
     ck_assert_ptr_null(c);
 
-    const char *garbage = tmp_path("garbage.ckpt.h5");
+    const char *garbage = test_tmp_path("garbage.ckpt.h5");
     FILE *f = fopen(garbage, "w");
     ck_assert_ptr_nonnull(f);
     fputs("not hdf5 at all\n", f);
@@ -367,11 +332,11 @@ START_TEST(test_bad_files)
 
     /* A checkpoint cut short (a copy interrupted, a full disk): refused with HDF5's reason. */
     fill_values();
-    const char *good = tmp_path("good.ckpt.h5");
+    const char *good = test_tmp_path("good.ckpt.h5");
     write_standard(good, 1.0);
     struct stat sb;
     ck_assert_int_eq(stat(good, &sb), 0);
-    const char *cut = tmp_path("cut.ckpt.h5");
+    const char *cut = test_tmp_path("cut.ckpt.h5");
     FILE *in = fopen(good, "rb"), *out = fopen(cut, "wb");
     ck_assert(in && out);
     char buf[4096];
@@ -389,14 +354,14 @@ START_TEST(test_bad_files)
     ASSERT_MSG_HAS(err, want);
 
     /* An HDF5 file that is not a checkpoint, and one from a future format version. */
-    const char *foreign = tmp_path("foreign.h5");
+    const char *foreign = test_tmp_path("foreign.h5");
     hid_t file = H5Fcreate(foreign, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     ck_assert(file >= 0);
     H5Fclose(file);
     ck_assert_int_eq(sl_ckpt_open(foreign, &c, &err), SL_ERR_FORMAT);
     ASSERT_MSG_HAS(err, "no attribute 'format'");
 
-    const char *future = tmp_path("future.ckpt.h5");
+    const char *future = test_tmp_path("future.ckpt.h5");
     ck_assert_int_eq(sl_ckpt_begin(future, &c, &err), SL_OK);
     ck_assert_int_eq(sl_ckpt_commit(c, &err), SL_OK);
     file = H5Fopen(future, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -412,7 +377,7 @@ START_TEST(test_bad_files)
     /* A directory that does not exist: begin fails and says where. */
     ck_assert_int_eq(sl_ckpt_begin("/nonexistent-dir/run.ckpt.h5", &c, &err), SL_ERR_IO);
     ASSERT_MSG_HAS(err, "/nonexistent-dir/run.ckpt.h5.tmp");
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -479,8 +444,8 @@ static void killed_writer(const char *path, int rows)
 
 START_TEST(test_log_reopen_after_kill)
 {
-    make_tmpdir();
-    const char *path = tmp_path("killed.h5");
+    test_tmpdir_make("steinlab-test-state-io");
+    const char *path = test_tmp_path("killed.h5");
     killed_writer(path, 7);
     sl_error err;
 
@@ -550,13 +515,13 @@ START_TEST(test_log_reopen_after_kill)
 
     /* A log created by this process (not reopened) has no *_open calls. */
     sl_log *fresh = NULL;
-    ck_assert_int_eq(sl_log_create(tmp_path("fresh.h5"), &fresh, &err), SL_OK);
+    ck_assert_int_eq(sl_log_create(test_tmp_path("fresh.h5"), &fresh, &err), SL_OK);
     ck_assert_int_eq(sl_log_table_open(fresh, "/steps", &nt, &err), SL_ERR_INVALID_ARG);
     ASSERT_MSG_HAS(err, "needs a log opened with sl_log_open_append");
     sl_log_close(fresh, &err);
-    ck_assert_int_eq(sl_log_open_append(tmp_path("none.h5"), &fresh, &err), SL_ERR_IO);
+    ck_assert_int_eq(sl_log_open_append(test_tmp_path("none.h5"), &fresh, &err), SL_ERR_IO);
     ASSERT_MSG_HAS(err, "No such file or directory");
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 

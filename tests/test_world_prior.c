@@ -35,6 +35,7 @@
 
 #include "steinlab/steinlab.h"
 #include "support/test_host.h"
+#include "support/tmpdir.h"
 
 #define steinlab_plugin_entry test_world_entry
 #include "../plugins/priors/world/world.c"
@@ -674,33 +675,9 @@ END_TEST
 
 /* ------------------------------------------------------------------ cache */
 
-static char test_dir[256];
-
-static void make_test_dir(void)
-{
-    snprintf(test_dir, sizeof test_dir, "/tmp/test_world_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(test_dir));
-}
-
-static void remove_test_dir(void)
-{
-    DIR *d = opendir(test_dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[600];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", test_dir, e->d_name);
-            unlink(path);
-        }
-    closedir(d);
-    rmdir(test_dir);
-}
-
 static int count_files(const char *suffix)
 {
-    DIR *d = opendir(test_dir);
+    DIR *d = opendir(test_tmpdir());
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -734,10 +711,10 @@ static void write_all(const char *path, const unsigned char *buf, size_t n)
 
 START_TEST(test_cache)
 {
-    make_test_dir();
+    test_tmpdir_make("test_world");
     char yaml[1024], h5[WORLD_PATH_MAX], sum[WORLD_PATH_MAX + 8];
     snprintf(yaml, sizeof yaml, "prompt: a red sphere on a blue box\n" TEST_GRID
-             "unconditional: all_buckets\ncache_dir: %s\n", test_dir);
+             "unconditional: all_buckets\ncache_dir: %s\n", test_tmpdir());
     test_instance a, b;
     test_create_ok(&a, yaml, 1);
     ck_assert_int_eq(a.state->banks_rendered, 1);
@@ -762,13 +739,13 @@ START_TEST(test_cache)
 
     /* The cache file's name is the key of the bank's defining text. */
     world_bank_opts o = { .res = 16, .shading = world_shading_default(),
-                          .storage = WORLD_STORE_F32, .cache_dir = test_dir };
+                          .storage = WORLD_STORE_F32, .cache_dir = test_tmpdir() };
     o.grid = (world_grid){ .azimuths = 8, .n_elevations = 3, .elevations = { 0, 30, 70 },
                            .n_distances = 1, .distances = { 1.8f }, .fovy = 50 };
     char *text = world_bank_key_text(&a.state->scenes[0], &o);
     const uint64_t key = world_fnv1a64(text, strlen(text));
     free(text);
-    world_cache_paths(test_dir, key, h5, sizeof h5, sum, sizeof sum);
+    world_cache_paths(test_tmpdir(), key, h5, sizeof h5, sum, sizeof sum);
     ck_assert_int_eq(access(h5, R_OK), 0);
     ck_assert_int_eq(access(sum, R_OK), 0);
     test_destroy(&b);
@@ -810,7 +787,7 @@ START_TEST(test_cache)
         char y2[1024];
         snprintf(y2, sizeof y2, "prompt: a red sphere on a blue box\nresolution: 20\n"
                  "azimuths: 8\nelevations: [0, 30, 70]\ndistances: [1.8]\nfovy: 50\n"
-                 "unconditional: all_buckets\ncache_dir: %s\n", test_dir);
+                 "unconditional: all_buckets\ncache_dir: %s\n", test_tmpdir());
         test_instance c;
         test_create_ok(&c, y2, 1);
         ck_assert_int_eq(c.state->banks_rendered, 1);
@@ -877,7 +854,7 @@ START_TEST(test_cache)
         o20.res = 20;
         char *t20 = world_bank_key_text(&a.state->scenes[0], &o20);
         char h5_20[WORLD_PATH_MAX], sum_20[WORLD_PATH_MAX + 8];
-        world_cache_paths(test_dir, world_fnv1a64(t20, strlen(t20)), h5_20, sizeof h5_20,
+        world_cache_paths(test_tmpdir(), world_fnv1a64(t20, strlen(t20)), h5_20, sizeof h5_20,
                           sum_20, sizeof sum_20);
         free(t20);
         size_t n20;
@@ -900,24 +877,24 @@ START_TEST(test_cache)
     test_destroy(&a);
 
     /* cache: false writes nothing. */
-    remove_test_dir();
-    make_test_dir();
+    test_tmpdir_remove();
+    test_tmpdir_make("test_world");
     snprintf(yaml, sizeof yaml, "prompt: a red sphere\n" TEST_GRID
-             "unconditional: all_buckets\ncache: false\ncache_dir: %s\n", test_dir);
+             "unconditional: all_buckets\ncache: false\ncache_dir: %s\n", test_tmpdir());
     test_create_ok(&a, yaml, 1);
     ck_assert_int_eq(count_files(".h5"), 0);
     test_destroy(&a);
-    remove_test_dir();
+    test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_cache_float16)
 {
     /* float16 banks go through the cache as HDF5 binary16 and come back bit for bit. */
-    make_test_dir();
+    test_tmpdir_make("test_world");
     char yaml[1024];
     snprintf(yaml, sizeof yaml, "prompt: a purple capsule\n" TEST_GRID
-             "unconditional: all_buckets\nstorage: float16\ncache_dir: %s\n", test_dir);
+             "unconditional: all_buckets\nstorage: float16\ncache_dir: %s\n", test_tmpdir());
     test_instance a, b;
     test_create_ok(&a, yaml, 1);
     test_create_ok(&b, yaml, 1);
@@ -928,7 +905,7 @@ START_TEST(test_cache_float16)
     ck_assert_mem_eq(a.state->bank.normal, b.state->bank.normal, K * D * 2);
     test_destroy(&a);
     test_destroy(&b);
-    remove_test_dir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -1000,15 +977,15 @@ START_TEST(test_errors_and_truth)
     test_destroy(&in);
 
     /* A scene file relative to the spec's directory; a room gets inside-out views. */
-    make_test_dir();
+    test_tmpdir_make("test_world");
     char path[600];
-    snprintf(path, sizeof path, "%s/room.yaml", test_dir);
+    snprintf(path, sizeof path, "%s/room.yaml", test_tmpdir());
     const unsigned char room[] = "room: true\nprimitives:\n  - shape: room\n    size: [2, 2, 1.5]\n"
                                  "  - shape: sphere\n    color: red\n    position: [1, 0, -1]\n"
                                  "    size: [0.4, 0, 0]\n";
     write_all(path, room, sizeof room - 1);
     st = test_create(&in, "scene_file: room.yaml\nresolution: 16\nazimuths: 4\n"
-                     "elevations: [0, 70]\ncache: false\n", 1, test_dir, &err);
+                     "elevations: [0, 70]\ncache: false\n", 1, test_tmpdir(), &err);
     ck_assert_msg(st == SL_OK, "scene file: %s", err.msg);
     world_state *s = in.state;
     ck_assert_int_eq(s->scenes[0].is_room, 1);
@@ -1036,7 +1013,7 @@ START_TEST(test_errors_and_truth)
     ck_assert_int_eq(world_reference(s, &bad, rgb, &err), SL_ERR_INVALID_ARG);
     free(rgb), free(rgb2), free(dep), free(dep2), free(nor), free(nor2), free(msk), free(msk2);
     test_destroy(&in);
-    remove_test_dir();
+    test_tmpdir_remove();
 }
 END_TEST
 
