@@ -28,6 +28,7 @@
 #include "loader.h"
 #include "spec.h"
 #include "support/test_host.h"
+#include "support/tmpdir.h"
 #include "steinlab/steinlab.h"
 
 #define steinlab_plugin_entry test_entry_image2d
@@ -312,13 +313,10 @@ END_TEST
 
 /* ------------------------------------------------------------------ image prior */
 
-static char test_tmpdir[256];
-
 /* Writes a 4 x 4 PNG with values from the test RNG (sample `which`), kept in [0.2, 0.8]. */
 static void write_test_png(const char *name, uint32_t which)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", test_tmpdir, name);
+    const char *path = test_tmp_path(name);
     float u[4 * 4 * 3];
     uint8_t px[4 * 4 * 3];
     test_uniform(100 + which, 48, u);
@@ -328,32 +326,20 @@ static void write_test_png(const char *name, uint32_t which)
     ck_assert_msg(sl_png_write_rgb8(path, px, 4, 4, &err) == SL_OK, "%s", err.msg);
 }
 
+/* The image prior's directory of four labelled PNGs. */
 static void make_tmpdir(void)
 {
-    snprintf(test_tmpdir, sizeof test_tmpdir, "/tmp/steinlab_plugins_2d_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(test_tmpdir));
+    test_tmpdir_make("steinlab-plugins-2d");
     write_test_png("a.png", 0);
     write_test_png("b.png", 1);
     write_test_png("c.png", 2);
     write_test_png("d.png", 3);
 }
 
-static void remove_tmpdir(void)
-{
-    const char *names[] = { "a.png", "b.png", "c.png", "d.png", "broken.png" };
-    char path[512];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", test_tmpdir, names[i]);
-        unlink(path);
-    }
-    rmdir(test_tmpdir);
-}
-
 /* x^(k) = 2 rgb - 1 of a test image, as the prior must see it (4 x 4: no resampling). */
 static void load_bank_image(const char *name, double *x)   /* x: (48,) */
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", test_tmpdir, name);
+    const char *path = test_tmp_path(name);
     float *rgb;
     int w, h;
     sl_error err;
@@ -407,7 +393,7 @@ static void prior_yaml(char *buf, size_t size, const char *guidance)
              "images: ['%s/a.png', '%s/b.png', '%s/c.png', '%s/d.png']\n"
              "labels: [cat, dog, cat, bird]\nprompt: cat\nresolution: 4\nbandwidth: 0.8\n"
              "guidance_scale: %s\n",
-             test_tmpdir, test_tmpdir, test_tmpdir, test_tmpdir, guidance);
+             test_tmpdir(), test_tmpdir(), test_tmpdir(), test_tmpdir(), guidance);
 }
 
 START_TEST(test_image_prior_score_fd)
@@ -502,7 +488,7 @@ START_TEST(test_image_prior_score_fd)
         }
         test_destroy(&in);
     }
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
@@ -512,7 +498,7 @@ START_TEST(test_image_prior_guidance_exact)
 {
     make_tmpdir();
     char yaml[2048];
-    const char *d = test_tmpdir;
+    const char *d = test_tmpdir();
     enum { B = 3, D = 48 };
     float x_t[B * D], e_full[B * D], e_ref[B * D];
     int t[B] = { 100, 600, 950 };
@@ -575,14 +561,14 @@ START_TEST(test_image_prior_guidance_exact)
         ck_assert(ref8[i] >= 0.2f - 1e-6f && ref8[i] <= 0.8f + 1e-6f);
     test_destroy(&sched);
     test_destroy(&one);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_image_prior_errors)
 {
     make_tmpdir();
-    const char *d = test_tmpdir;
+    const char *d = test_tmpdir();
     char yaml[2048];
     sl_error err = { "" };
     test_instance in;
@@ -644,7 +630,7 @@ START_TEST(test_image_prior_errors)
     ck_assert_int_eq(st, expect);
     ck_assert_msg(strstr(err.msg, broken), "message: %s", err.msg);
     test_destroy(&in);
-    remove_tmpdir();
+    test_tmpdir_remove();
 }
 END_TEST
 
