@@ -10,6 +10,7 @@
 #include "gemm.h"
 #include "steinlab/nn.h"
 #include "steinlab/nn_math.h"
+#include "steinlab/thread_scratch.h"
 
 static sl_status check(int B, int N, int C, int nh, sl_error *err)
 {
@@ -66,45 +67,36 @@ sl_status sl_attention_backward(float *dqkv, const float *dout, const float *qkv
         return st;
     const int d = C / nh, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)d);
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *dS = malloc(sizeof(float) * (size_t)N * N);   /* (N, N) per thread */
-        if (!dS) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int u = 0; u < B * nh; u++) {
-            if (!dS)
-                continue;
-            int bi = u / nh, h = u % nh;
-            size_t off = (size_t)bi * N * ld + (size_t)h * d;
-            const float *q = qkv + off, *k = q + C, *v = q + 2 * C;   /* (N, d), ld 3C */
-            float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;   /* (N, d), ld 3C */
-            const float *P = probs + (size_t)u * N * N;                /* (N, N) */
-            const float *dO = dout + (size_t)bi * N * C + (size_t)h * d;   /* (N, d), ld C */
-            /* dP = dO V^T;  dV += P^T dO */
-            sl_nn_gemm1(0, 1, N, N, d, 1.0f, dO, C, v, ld, 0.0f, dS, N);
-            sl_nn_gemm1(1, 0, N, d, N, 1.0f, P, N, dO, C, 1.0f, dv, ld);
-            /* dS = P (dP - <P, dP>_row) / sqrt(d): the softmax VJP, then the scale of S. */
-            for (int i = 0; i < N; i++) {
-                const float *p = P + (size_t)i * N;
-                float *g = dS + (size_t)i * N;
-                double dot = 0.0;
-                for (int j = 0; j < N; j++)
-                    dot += (double)p[j] * g[j];
-                for (int j = 0; j < N; j++)
-                    g[j] = scale * sl_softmax_vjp(p[j], g[j], (float)dot);
-            }
-            /* S = Q K^T:  dQ += dS K,  dK += dS^T Q */
-            sl_nn_gemm1(0, 0, N, d, N, 1.0f, dS, N, k, ld, 1.0f, dq, ld);
-            sl_nn_gemm1(1, 0, N, d, N, 1.0f, dS, N, q, ld, 1.0f, dk, ld);
-        }
-        free(dS);
-    }
-    if (failed)
+    float *scratch = sl_thread_scratch_alloc((size_t)N * N);
+    if (!scratch)
         return sl_error_set(err, SL_ERR_NOMEM, "attention: cannot allocate %d x %d scratch",
                             N, N);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int u = 0; u < B * nh; u++) {
+        float *dS = sl_thread_scratch(scratch, (size_t)N * N);
+        int bi = u / nh, h = u % nh;
+        size_t off = (size_t)bi * N * ld + (size_t)h * d;
+        const float *q = qkv + off, *k = q + C, *v = q + 2 * C;   /* (N, d), ld 3C */
+        float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;   /* (N, d), ld 3C */
+        const float *P = probs + (size_t)u * N * N;                /* (N, N) */
+        const float *dO = dout + (size_t)bi * N * C + (size_t)h * d;   /* (N, d), ld C */
+        /* dP = dO V^T;  dV += P^T dO */
+        sl_nn_gemm1(0, 1, N, N, d, 1.0f, dO, C, v, ld, 0.0f, dS, N);
+        sl_nn_gemm1(1, 0, N, d, N, 1.0f, P, N, dO, C, 1.0f, dv, ld);
+        /* dS = P (dP - <P, dP>_row) / sqrt(d): the softmax VJP, then the scale of S. */
+        for (int i = 0; i < N; i++) {
+            const float *p = P + (size_t)i * N;
+            float *g = dS + (size_t)i * N;
+            double dot = 0.0;
+            for (int j = 0; j < N; j++)
+                dot += (double)p[j] * g[j];
+            for (int j = 0; j < N; j++)
+                g[j] = scale * sl_softmax_vjp(p[j], g[j], (float)dot);
+        }
+        /* S = Q K^T:  dQ += dS K,  dK += dS^T Q */
+        sl_nn_gemm1(0, 0, N, d, N, 1.0f, dS, N, k, ld, 1.0f, dq, ld);
+        sl_nn_gemm1(1, 0, N, d, N, 1.0f, dS, N, q, ld, 1.0f, dk, ld);
+    }
+    free(scratch);
     return SL_OK;
 }

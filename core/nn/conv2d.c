@@ -14,6 +14,7 @@
 
 #include "gemm.h"
 #include "steinlab/nn.h"
+#include "steinlab/thread_scratch.h"
 
 /* Output pixels per forward chunk (one thread builds the chunk's patches and multiplies:
  * the patches stay in its cache), and per backward chunk (shared by all threads). */
@@ -94,37 +95,27 @@ sl_status sl_conv2d_forward(float *y, const float *x, const float *w, const floa
     const int K = s->k * s->k * s->cin, M = Ho * Wo, cout = s->cout;
     const int chunks = (M + FWD_ROWS - 1) / FWD_ROWS;
     const long units = (long)s->B * chunks;
-    int failed = 0;
-#pragma omp parallel
-    {
-        /* One patch buffer per thread, reused for all its chunks. */
-        float *P = malloc(sizeof(float) * (size_t)FWD_ROWS * K);
-        if (!P) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (long u = 0; u < units; u++) {
-            if (!P)
-                continue;
-            int bi = (int)(u / chunks), m0 = (int)(u % chunks) * FWD_ROWS;
-            int rows = M - m0 < FWD_ROWS ? M - m0 : FWD_ROWS;
-            im2col_rows(P, x + (size_t)bi * s->H * s->W * s->cin, s, Wo, m0, rows);
-            float *yc = y + ((size_t)bi * M + m0) * cout;   /* (rows, cout) */
-            float beta = 0.0f;
-            if (b) {
-                for (int r = 0; r < rows; r++)
-                    memcpy(yc + (size_t)r * cout, b, sizeof(float) * (size_t)cout);
-                beta = 1.0f;
-            }
-            /* One tile, this thread: single-threaded OpenBLAS. */
-            sl_nn_gemm1(0, 1, rows, cout, K, 1.0f, P, K, w, K, beta, yc, cout);
-        }
-        free(P);
-    }
-    if (failed)
+    float *scratch = sl_thread_scratch_alloc((size_t)FWD_ROWS * K);
+    if (!scratch)
         return sl_error_set(err, SL_ERR_NOMEM, "conv2d: cannot allocate %d x %d patches",
                             FWD_ROWS, K);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long u = 0; u < units; u++) {
+        float *P = sl_thread_scratch(scratch, (size_t)FWD_ROWS * K);
+        int bi = (int)(u / chunks), m0 = (int)(u % chunks) * FWD_ROWS;
+        int rows = M - m0 < FWD_ROWS ? M - m0 : FWD_ROWS;
+        im2col_rows(P, x + (size_t)bi * s->H * s->W * s->cin, s, Wo, m0, rows);
+        float *yc = y + ((size_t)bi * M + m0) * cout;   /* (rows, cout) */
+        float beta = 0.0f;
+        if (b) {
+            for (int r = 0; r < rows; r++)
+                memcpy(yc + (size_t)r * cout, b, sizeof(float) * (size_t)cout);
+            beta = 1.0f;
+        }
+        /* One tile, this thread: single-threaded OpenBLAS. */
+        sl_nn_gemm1(0, 1, rows, cout, K, 1.0f, P, K, w, K, beta, yc, cout);
+    }
+    free(scratch);
     return SL_OK;
 }
 

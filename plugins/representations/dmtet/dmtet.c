@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "steinlab/steinlab.h"
+#include "steinlab/thread_scratch.h"
 #include "nerf_math.h"
 #include "nerf_mlp.h"
 #include "dmtet_math.h"
@@ -722,58 +723,49 @@ static sl_status dmtet_sample_field(void *state, const float *points, size_t n, 
     dmtet_state *s = state;
     const dm_tetgrid *g = &s->grid;
     const size_t n1 = (size_t)g->res + 1;
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *rec = malloc((size_t)s->rec_size * sizeof(float));
-        if (!rec) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            if (!rec)
-                continue;
-            const float *x = points + 3 * i;
-            int inside = 1;
-            size_t idx[3];
-            float f[3];
-            for (int k = 0; k < 3; k++) {
-                inside &= x[k] >= g->bmin[k] && x[k] <= g->bmax[k];
-                float c = (x[k] - g->bmin[k]) / g->cell[k];
-                int ci = (int)floorf(c);
-                ci = ci < 0 ? 0 : (ci > g->res - 1 ? g->res - 1 : ci);
-                idx[k] = (size_t)ci;
-                f[k] = c - (float)ci;
-            }
-            if (!inside) {
-                density[i] = 0;
-                if (rgb)
-                    rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = 0;
-                continue;
-            }
-            int p0 = 0, p1 = 1, p2 = 2, tmp;
-            if (f[p1] > f[p0])
-                tmp = p0, p0 = p1, p1 = tmp;
-            if (f[p2] > f[p1])
-                tmp = p1, p1 = p2, p2 = tmp;
-            if (f[p1] > f[p0])
-                tmp = p0, p0 = p1, p1 = tmp;
-            size_t base = idx[0] + n1 * (idx[1] + n1 * idx[2]);
-            size_t step[3] = { 1, n1, n1 * n1 };
-            size_t v1 = base + step[p0], v2 = v1 + step[p1], v3 = v2 + step[p2];
-            float sdf = (1 - f[p0]) * s->sdf[base] + (f[p0] - f[p1]) * s->sdf[v1] +
-                        (f[p1] - f[p2]) * s->sdf[v2] + f[p2] * s->sdf[v3];
-            density[i] = -sdf;
-            if (rgb) {
-                dmtet_texture(s, x, rec);
-                memcpy(rgb + 3 * i, rec + s->rec_size - 3, 3 * sizeof(float));
-            }
-        }
-        free(rec);
-    }
-    if (failed)
+    float *scratch = sl_thread_scratch_alloc((size_t)s->rec_size);
+    if (!scratch)
         return sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory sampling the field");
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float *rec = sl_thread_scratch(scratch, (size_t)s->rec_size);
+        const float *x = points + 3 * i;
+        int inside = 1;
+        size_t idx[3];
+        float f[3];
+        for (int k = 0; k < 3; k++) {
+            inside &= x[k] >= g->bmin[k] && x[k] <= g->bmax[k];
+            float c = (x[k] - g->bmin[k]) / g->cell[k];
+            int ci = (int)floorf(c);
+            ci = ci < 0 ? 0 : (ci > g->res - 1 ? g->res - 1 : ci);
+            idx[k] = (size_t)ci;
+            f[k] = c - (float)ci;
+        }
+        if (!inside) {
+            density[i] = 0;
+            if (rgb)
+                rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = 0;
+            continue;
+        }
+        int p0 = 0, p1 = 1, p2 = 2, tmp;
+        if (f[p1] > f[p0])
+            tmp = p0, p0 = p1, p1 = tmp;
+        if (f[p2] > f[p1])
+            tmp = p1, p1 = p2, p2 = tmp;
+        if (f[p1] > f[p0])
+            tmp = p0, p0 = p1, p1 = tmp;
+        size_t base = idx[0] + n1 * (idx[1] + n1 * idx[2]);
+        size_t step[3] = { 1, n1, n1 * n1 };
+        size_t v1 = base + step[p0], v2 = v1 + step[p1], v3 = v2 + step[p2];
+        float sdf = (1 - f[p0]) * s->sdf[base] + (f[p0] - f[p1]) * s->sdf[v1] +
+                    (f[p1] - f[p2]) * s->sdf[v2] + f[p2] * s->sdf[v3];
+        density[i] = -sdf;
+        if (rgb) {
+            dmtet_texture(s, x, rec);
+            memcpy(rgb + 3 * i, rec + s->rec_size - 3, 3 * sizeof(float));
+        }
+    }
+    free(scratch);
     return SL_OK;
 }
 
@@ -798,11 +790,13 @@ static sl_status dmtet_surface_mesh(void *state, sl_mesh *out, sl_error *err)
     sl_status st = dm_marching_tets(&s->grid, s->mt, s->base, s->def, s->deform_scale, s->sdf,
                                     &surf, err);
     const size_t nv = surf.n_verts, nf = surf.n_faces;
+    float *scratch = NULL;
     if (st == SL_OK && nf > 0) {
         out->vertices = malloc(nv * 3 * sizeof(float));
         out->faces = malloc(nf * 3 * sizeof(int32_t));
         out->colors = malloc(nv * 3);
-        if (!out->vertices || !out->faces || !out->colors)
+        scratch = sl_thread_scratch_alloc((size_t)s->rec_size);
+        if (!out->vertices || !out->faces || !out->colors || !scratch)
             st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory for a mesh of %zu "
                               "vertices", nv);
     }
@@ -810,28 +804,16 @@ static sl_status dmtet_surface_mesh(void *state, sl_mesh *out, sl_error *err)
         memcpy(out->vertices, surf.verts, nv * 3 * sizeof(float));
         memcpy(out->faces, surf.faces, nf * 3 * sizeof(int32_t));
         out->n_vertices = nv, out->n_faces = nf;
-        int failed = 0;
-#pragma omp parallel
-        {
-            float *rec = malloc((size_t)s->rec_size * sizeof(float));
-            if (!rec) {
-#pragma omp atomic write
-                failed = 1;
-            }
+#pragma omp parallel for schedule(static)
+        for (size_t v = 0; v < nv; v++) {
+            float *rec = sl_thread_scratch(scratch, (size_t)s->rec_size);
             const float *rgb = rec + s->rec_size - 3;   /* dmtet_texture's last three */
-#pragma omp for schedule(static)
-            for (size_t v = 0; v < nv; v++) {
-                if (!rec)
-                    continue;
-                dmtet_texture(s, surf.verts + 3 * v, rec);
-                for (int c = 0; c < 3; c++)
-                    out->colors[3 * v + c] = (uint8_t)lrintf(255.0f * rgb[c]);
-            }
-            free(rec);
+            dmtet_texture(s, surf.verts + 3 * v, rec);
+            for (int c = 0; c < 3; c++)
+                out->colors[3 * v + c] = (uint8_t)lrintf(255.0f * rgb[c]);
         }
-        if (failed)
-            st = sl_error_set(err, SL_ERR_NOMEM, "dmtet: out of memory colouring the mesh");
     }
+    free(scratch);
     dm_surface_free(&surf);
     if (st != SL_OK)
         sl_mesh_free(out);

@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "steinlab/steinlab.h"
+#include "steinlab/thread_scratch.h"
 #include "nerf_math.h"
 #include "nerf_mlp.h"
 
@@ -481,32 +482,23 @@ static sl_status nerf_occ_update(nerf_state *s, uint32_t step, uint32_t sample, 
     const sl_rng_key key = { .seed = s->host->seed, .step = step,
                              .stream = s->host->rng_stream_base + NERF_STREAM_OCC,
                              .sample = sample };
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *rec = malloc((size_t)s->rec_size * sizeof(float));
-        if (!rec) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (size_t c = 0; c < s->occ_cells; c++) {
-            if (!rec)
-                continue;
-            size_t ix = c % (size_t)R, iy = (c / (size_t)R) % (size_t)R, iz = c / ((size_t)R * R);
-            float u[3], x[3];
-            sl_rng_uniform(key, 3 * (uint64_t)c, 3, u);
-            size_t idx[3] = { ix, iy, iz };
-            for (int k = 0; k < 3; k++)
-                x[k] = s->bmin[k] + ((float)idx[k] + u[k]) / (float)R * (s->bmax[k] - s->bmin[k]);
-            float sigma = nerf_eval(s, x, NULL, rec);
-            float v = decay * s->occ_val[c];
-            s->occ_val[c] = sigma > v ? sigma : v;
-        }
-        free(rec);
-    }
-    if (failed)
+    float *scratch = sl_thread_scratch_alloc((size_t)s->rec_size);
+    if (!scratch)
         return sl_error_set(err, SL_ERR_NOMEM, "nerf: out of memory in the occupancy update");
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < s->occ_cells; c++) {
+        float *rec = sl_thread_scratch(scratch, (size_t)s->rec_size);
+        size_t ix = c % (size_t)R, iy = (c / (size_t)R) % (size_t)R, iz = c / ((size_t)R * R);
+        float u[3], x[3];
+        sl_rng_uniform(key, 3 * (uint64_t)c, 3, u);
+        size_t idx[3] = { ix, iy, iz };
+        for (int k = 0; k < 3; k++)
+            x[k] = s->bmin[k] + ((float)idx[k] + u[k]) / (float)R * (s->bmax[k] - s->bmin[k]);
+        float sigma = nerf_eval(s, x, NULL, rec);
+        float v = decay * s->occ_val[c];
+        s->occ_val[c] = sigma > v ? sigma : v;
+    }
+    free(scratch);
     nerf_occ_rebuild(s);
     return SL_OK;
 }
@@ -1240,36 +1232,27 @@ static sl_status nerf_sample_field(void *state, const float *points, size_t n, f
     nerf_state *s = state;
     nerf_refresh_transposed(s);
     static const float down[3] = { 0, 0, -1 };
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *rec = malloc((size_t)s->rec_size * sizeof(float));
-        if (!rec) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            if (!rec)
-                continue;
-            const float *x = points + 3 * i;
-            int inside = 1;
-            for (int k = 0; k < 3; k++)
-                inside &= x[k] >= s->bmin[k] && x[k] <= s->bmax[k];
-            if (!inside) {
-                density[i] = 0;
-                if (rgb)
-                    rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = 0;
-                continue;
-            }
-            density[i] = nerf_eval(s, x, rgb ? down : NULL, rec);
-            if (rgb)
-                memcpy(rgb + 3 * i, rec + s->r_rgb, 3 * sizeof(float));
-        }
-        free(rec);
-    }
-    if (failed)
+    float *scratch = sl_thread_scratch_alloc((size_t)s->rec_size);
+    if (!scratch)
         return sl_error_set(err, SL_ERR_NOMEM, "nerf: out of memory sampling the field");
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float *rec = sl_thread_scratch(scratch, (size_t)s->rec_size);
+        const float *x = points + 3 * i;
+        int inside = 1;
+        for (int k = 0; k < 3; k++)
+            inside &= x[k] >= s->bmin[k] && x[k] <= s->bmax[k];
+        if (!inside) {
+            density[i] = 0;
+            if (rgb)
+                rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = 0;
+            continue;
+        }
+        density[i] = nerf_eval(s, x, rgb ? down : NULL, rec);
+        if (rgb)
+            memcpy(rgb + 3 * i, rec + s->r_rgb, 3 * sizeof(float));
+    }
+    free(scratch);
     return SL_OK;
 }
 
