@@ -191,11 +191,13 @@ static void run_conv_case(sl_conv2d_shape s)
 
 START_TEST(test_conv2d)
 {
-    /* B, H, W, cin, cout, k, stride, pad: 3x3 same, 3x3 stride 2 (odd and even sizes),
-     * 1x1 pointwise (the GEMM path), 1x1 stride 2, 3x3 without padding. */
+    /* B, H, W, cin, cout, k, stride, pad: 3x3 and 5x5 same (dX as a transposed
+     * convolution), 3x3 stride 2 (odd and even sizes), 1x1 pointwise (the GEMM path), 1x1
+     * stride 2, 3x3 without padding and with more than "same" (dX by col2im). */
     sl_conv2d_shape cases[] = {
         { 2, 5, 6, 3, 4, 3, 1, 1 }, { 2, 7, 6, 3, 5, 3, 2, 1 }, { 1, 8, 8, 4, 3, 3, 2, 1 },
         { 2, 4, 5, 6, 3, 1, 1, 0 }, { 2, 5, 5, 3, 4, 1, 2, 0 }, { 1, 6, 5, 2, 3, 3, 1, 0 },
+        { 1, 7, 6, 3, 2, 5, 1, 2 }, { 1, 5, 4, 2, 3, 3, 1, 2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_conv_case(cases[i]);

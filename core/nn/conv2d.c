@@ -81,17 +81,14 @@ static void im2col_rows(float *P, const float *x_img, const sl_conv2d_shape *s, 
     }
 }
 
-sl_status sl_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                            const sl_conv2d_shape *s, sl_error *err)
+/* y = conv(x) + b (accumulate 0: y overwritten) or y += conv(x) (accumulate 1, b NULL).
+ * Each thread takes whole chunks of FWD_ROWS output pixels: builds their patches and
+ * multiplies them by W^T in one single-threaded SGEMM (the patches stay in its cache); the
+ * chunks follow from the shape alone, so the result does not depend on the thread count. */
+static sl_status conv_apply(float *y, const float *x, const float *w, const float *b,
+                            const sl_conv2d_shape *s, int accumulate, sl_error *err)
 {
-    sl_status st = check_shape(s, err);
-    if (st != SL_OK)
-        return st;
     const int Ho = sl_conv2d_out_h(s), Wo = sl_conv2d_out_w(s);
-    if (is_pointwise(s)) {
-        sl_linear_forward(y, x, w, b, s->B * s->H * s->W, s->cin, s->cout);
-        return SL_OK;
-    }
     const int K = s->k * s->k * s->cin, M = Ho * Wo, cout = s->cout;
     const int chunks = (M + FWD_ROWS - 1) / FWD_ROWS;
     const long units = (long)s->B * chunks;
@@ -106,7 +103,7 @@ sl_status sl_conv2d_forward(float *y, const float *x, const float *w, const floa
         int rows = M - m0 < FWD_ROWS ? M - m0 : FWD_ROWS;
         im2col_rows(P, x + (size_t)bi * s->H * s->W * s->cin, s, Wo, m0, rows);
         float *yc = y + ((size_t)bi * M + m0) * cout;   /* (rows, cout) */
-        float beta = 0.0f;
+        float beta = accumulate ? 1.0f : 0.0f;
         if (b) {
             for (int r = 0; r < rows; r++)
                 memcpy(yc + (size_t)r * cout, b, sizeof(float) * (size_t)cout);
@@ -117,6 +114,51 @@ sl_status sl_conv2d_forward(float *y, const float *x, const float *w, const floa
     }
     free(scratch);
     return SL_OK;
+}
+
+sl_status sl_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                            const sl_conv2d_shape *s, sl_error *err)
+{
+    sl_status st = check_shape(s, err);
+    if (st != SL_OK)
+        return st;
+    if (is_pointwise(s)) {
+        sl_linear_forward(y, x, w, b, s->B * s->H * s->W, s->cin, s->cout);
+        return SL_OK;
+    }
+    return conv_apply(y, x, w, b, s, 0, err);
+}
+
+/* A stride-1 convolution that keeps the size (2 pad = k - 1): its input gradient is itself
+ * such a convolution, of dY with the flipped, transposed kernel,
+ *   dX[h, w, c] = sum_{ky, kx, o} dY[h + pad - ky, w + pad - kx, o] W[o, ky, kx, c]
+ *               = sum_{ky', kx', o} dY[h - pad + ky', w - pad + kx', o] Wt[c, ky', kx', o],
+ *   Wt[c, ky', kx', o] = W[o, k-1-ky', k-1-kx', c],
+ * so it runs as a forward pass (gathers, no scatter of patch gradients). */
+static int input_grad_is_conv(const sl_conv2d_shape *s)
+{
+    return s->stride == 1 && 2 * s->pad == s->k - 1;
+}
+
+static sl_status input_grad_by_conv(float *dx, const float *dy, const float *w,
+                                    const sl_conv2d_shape *s, sl_error *err)
+{
+    const int k = s->k, cin = s->cin, cout = s->cout;
+    float *wt = malloc(sizeof(float) * sl_conv2d_weight_numel(s));   /* (cin, k, k, cout) */
+    if (!wt)
+        return sl_error_set(err, SL_ERR_NOMEM, "conv2d: cannot allocate a %d x %d x %d x %d "
+                            "kernel", cin, k, k, cout);
+    for (int c = 0; c < cin; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+                for (int o = 0; o < cout; o++)
+                    wt[(((size_t)c * k + ky) * k + kx) * cout + o] =
+                        w[(((size_t)o * k + (k - 1 - ky)) * k + (k - 1 - kx)) * cin + c];
+    const sl_conv2d_shape t = { .B = s->B, .H = s->H, .W = s->W, .cin = cout, .cout = cin,
+                                .k = k, .stride = 1, .pad = s->pad };
+    sl_status st = conv_apply(dx, dy, wt, NULL, &t, 1, err);
+    free(wt);
+    return st;
 }
 
 /* dx_img (H, W, cin) += col2im of dP (rows, K), the patch gradients of output pixels
@@ -177,6 +219,12 @@ sl_status sl_conv2d_backward(float *dx, float *dw, float *db, const float *dy, c
     const int K = s->k * s->k * s->cin, M = Ho * Wo, cout = s->cout;
     if (db)
         sl_nn_colsum_add(db, dy, (size_t)s->B * M, cout);
+    if (dx && input_grad_is_conv(s)) {
+        st = input_grad_by_conv(dx, dy, w, s, err);
+        if (st != SL_OK)
+            return st;
+        dx = NULL;   /* done: only dW below */
+    }
     if (!dx && !dw)
         return SL_OK;
     const int cap = M < BWD_ROWS ? M : BWD_ROWS;

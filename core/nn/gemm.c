@@ -5,9 +5,17 @@
 
 /* Tile sizes: big enough that OpenBLAS's packing of a tile's panels (O(TM K + TN K)) is
  * small against its O(TM TN K) work, small enough that a (B H W, C) activation matrix
- * gives both threads many tiles. Changing them changes results in the last bits (the
- * kernel's edge handling), never their independence of the thread count. */
-enum { TILE_M = 256, TILE_N = 256 };
+ * gives both threads many tiles. A small C (a weight gradient of (cout, k k cin), say
+ * 64 x 576) is cut finer, down to MIN_TILE, until it has MIN_TILES tiles, so that a few
+ * threads share it evenly. The sizes follow from the shape alone: changing the rule changes
+ * results in the last bits (the kernel's edge handling), never their independence of the
+ * thread count. */
+enum { TILE_M = 256, TILE_N = 256, MIN_TILE = 64, MIN_TILES = 8 };
+
+static long count_tiles(int M, int N, int tm, int tn)
+{
+    return (long)((M + tm - 1) / tm) * ((N + tn - 1) / tn);
+}
 
 void sl_nn_gemm1(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -31,15 +39,26 @@ void sl_nn_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
 {
     if (M <= 0 || N <= 0)
         return;
-    int tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
-    long tiles = (long)tm * tn;
+    int TM = TILE_M, TN = TILE_N;
+    while (count_tiles(M, N, TM, TN) < MIN_TILES) {
+        /* Halve the larger tile side among those whose halving adds tiles (N on a tie). */
+        const int split_n = TN > MIN_TILE && N > TN / 2, split_m = TM > MIN_TILE && M > TM / 2;
+        if (split_n && (TN >= TM || !split_m))
+            TN /= 2;
+        else if (split_m)
+            TM /= 2;
+        else
+            break;
+    }
+    const int tm = (M + TM - 1) / TM, tn = (N + TN - 1) / TN;
+    const long tiles = (long)tm * tn;
     /* Always inside a parallel region, even for one tile: outside one, OpenBLAS would use
      * its own threads and its own split. */
 #pragma omp parallel for schedule(dynamic, 1)
     for (long t = 0; t < tiles; t++) {
-        int i0 = (int)(t / tn) * TILE_M, j0 = (int)(t % tn) * TILE_N;
-        int mi = M - i0 < TILE_M ? M - i0 : TILE_M;
-        int nj = N - j0 < TILE_N ? N - j0 : TILE_N;
+        int i0 = (int)(t / tn) * TM, j0 = (int)(t % tn) * TN;
+        int mi = M - i0 < TM ? M - i0 : TM;
+        int nj = N - j0 < TN ? N - j0 : TN;
         /* op(A) rows i0.. : stored rows i0 (no trans) or columns i0 (trans). */
         const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
         const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
