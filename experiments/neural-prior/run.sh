@@ -12,13 +12,15 @@
 # (train it first: `build/steinlab prior train experiments/prior-unet-32.yaml`, ~32 min).
 # The 64x64 pair (world64: the exact prior at 64x64; unet64: experiments/prior-unet-64.yaml's
 # output, runs/prior-unet-64.safetensors) renders and probes at 64x64, the rest unchanged.
-# Outputs go to runs/np/ (git-ignored). Environment: JOBS (parallel runs, default 1),
-# SEEDS (default "0 1"), PRIORS (default "world unet1000 unet300 unet100 unet30").
+# Outputs go to runs/np/ (git-ignored). Environment: STEINLAB (the executable, default
+# build/steinlab; a separate build keeps a study safe from rebuilds), JOBS (parallel runs,
+# default 1), SEEDS (default "0 1"), PRIORS (default "world unet1000 unet300 unet100 unet30").
 set -eu
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=passive
 out=runs/np
 mkdir -p "$out"
+exe=${STEINLAB:-build/steinlab}
 jobs=${JOBS:-1}
 seeds=${SEEDS:-"0 1"}
 priors=${PRIORS:-"world unet1000 unet300 unet100 unet30"}
@@ -35,7 +37,7 @@ weights_of() {
 
 cmd_train() {
     for s in 30 100 300; do
-        nice build/steinlab prior train "$unet_spec" train.steps=$s \
+        nice "$exe" prior train "$unet_spec" train.steps=$s \
             out.weights="$out/prior-unet-32-s$s.safetensors" out.log="$out/prior-unet-32-s$s.h5" \
             --threads 1 > "$out/train-s$s.log" 2>&1 &
     done
@@ -44,11 +46,11 @@ cmd_train() {
 
 cmd_eval() {
     for p in unet30 unet100 unet300 unet1000; do
-        nice build/steinlab prior eval "$unet_spec" --weights "$(weights_of $p)" --threads 1 \
+        nice "$exe" prior eval "$unet_spec" --weights "$(weights_of $p)" --threads 1 \
             > "$out/eval-$p.txt" 2>&1
     done
     if [ -f "$(weights_of unet64)" ]; then
-        nice build/steinlab prior eval experiments/prior-unet-64.yaml --threads 1 \
+        nice "$exe" prior eval experiments/prior-unet-64.yaml --threads 1 \
             > "$out/eval-unet64.txt" 2>&1
     fi
 }
@@ -65,7 +67,7 @@ cell() {
         prior.weights="../../$(weights_of "$prior")" cameras.resolution=64 ;;
     *) set -- experiments/neural-prior/probes-unet.yaml prior.weights="../../$(weights_of "$prior")" ;;
     esac
-    /usr/bin/time -f "%e s wall" -o "$log.time" nice build/steinlab run "$@" \
+    /usr/bin/time -f "%e s wall" -o "$log.time" nice "$exe" run "$@" \
         "prior.prompt=$prompt" seed="$seed" log.path="$log" --threads 1 > "$log.txt" 2>&1
 }
 
