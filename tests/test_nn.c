@@ -204,6 +204,62 @@ START_TEST(test_conv2d)
 }
 END_TEST
 
+/* dX and dW of larger layers against the direct double sums
+ *   dW[o, ky, kx, c] = sum_{b, i, j} dY[b, i, j, o] X[b, i s - p + ky, j s - p + kx, c],
+ *   dX[b, h, w, c]   = sum over the (i, j, o, ky, kx) that read it of dY[b, i, j, o] W[o, ky, kx, c]:
+ * enough output pixels that the weight gradient's chunks outnumber its partial sums (each
+ * partial then sums several chunks), the input gradient both as a convolution (same) and
+ * by col2im (stride 2). */
+START_TEST(test_conv2d_backward_large)
+{
+    sl_conv2d_shape cases[] = { { 3, 40, 40, 5, 6, 3, 1, 1 }, { 2, 41, 40, 4, 5, 3, 2, 1 } };
+    for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
+        const sl_conv2d_shape *s = &cases[n];
+        const int Ho = sl_conv2d_out_h(s), Wo = sl_conv2d_out_w(s), k = s->k;
+        size_t nx = (size_t)s->B * s->H * s->W * s->cin, nw = sl_conv2d_weight_numel(s);
+        size_t ny = (size_t)s->B * Ho * Wo * s->cout;
+        float *x = randn(nx, 20, 1.0f), *w = randn(nw, 21, 0.3f), *dy = randn(ny, 22, 1.0f);
+        float *dx = zeros(nx), *dw = zeros(nw);
+        double *rx = calloc(nx, sizeof(double)), *rw = calloc(nw, sizeof(double));
+        sl_error err;
+        ck_assert_int_eq(sl_conv2d_backward(dx, dw, NULL, dy, x, w, s, &err), SL_OK);
+        for (int b = 0; b < s->B; b++)
+            for (int i = 0; i < Ho; i++)
+                for (int j = 0; j < Wo; j++)
+                    for (int o = 0; o < s->cout; o++) {
+                        double g = dy[(((size_t)b * Ho + i) * Wo + j) * s->cout + o];
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int h = i * s->stride - s->pad + ky, ww = j * s->stride - s->pad + kx;
+                                if (h < 0 || h >= s->H || ww < 0 || ww >= s->W)
+                                    continue;
+                                size_t xi = (((size_t)b * s->H + h) * s->W + ww) * s->cin;
+                                size_t wi = (((size_t)o * k + ky) * k + kx) * s->cin;
+                                for (int c = 0; c < s->cin; c++) {
+                                    rw[wi + c] += g * x[xi + c];
+                                    rx[xi + c] += g * w[wi + c];
+                                }
+                            }
+                    }
+        double nrm = 0;
+        for (size_t i = 0; i < nw; i++) {
+            nrm += fabs(rw[i]);
+            ck_assert_msg(fabs(dw[i] - rw[i]) <= 1e-4 * (1.0 + fabs(rw[i])),
+                          "case %zu dW[%zu]: %g vs %g", n, i, dw[i], rw[i]);
+        }
+        ck_assert(nrm > 1.0);
+        nrm = 0;
+        for (size_t i = 0; i < nx; i++) {
+            nrm += fabs(rx[i]);
+            ck_assert_msg(fabs(dx[i] - rx[i]) <= 1e-4 * (1.0 + fabs(rx[i])),
+                          "case %zu dX[%zu]: %g vs %g", n, i, dx[i], rx[i]);
+        }
+        ck_assert(nrm > 1.0);
+        free(x), free(w), free(dy), free(dx), free(dw), free(rx), free(rw);
+    }
+}
+END_TEST
+
 START_TEST(test_conv2d_bad_shape)
 {
     sl_conv2d_shape s = { 1, 2, 2, 3, 4, 3, 3, 0 };
@@ -749,6 +805,7 @@ static Suite *nn_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_conv2d);
+    tcase_add_test(tc, test_conv2d_backward_large);
     tcase_add_test(tc, test_conv2d_bad_shape);
     tcase_add_test(tc, test_groupnorm);
     tcase_add_test(tc, test_unary_ops);

@@ -5,7 +5,9 @@
  * output pixel m, zeros where it falls in the padding —
  *   Y = P W^T + b,   dW += dY^T P,   dP = dY W,   dX = col2im(dP)
  * where col2im adds every patch entry back to the input pixel it was copied from. In NHWC a
- * patch row is k k runs of cin contiguous floats, so im2col is memcpy's of whole runs.
+ * patch row is k k runs of cin contiguous floats, so im2col is memcpy's of whole runs. The
+ * dX of a stride-1 "same" convolution skips dP and col2im: it is a convolution of dY
+ * (input_grad_by_conv).
  *
  * Memory is bounded by building P in fixed chunks of output pixels rather than for the
  * whole batch (docs/nn.md has the measurements behind the chunk sizes). */
@@ -16,9 +18,10 @@
 #include "steinlab/nn.h"
 #include "steinlab/thread_scratch.h"
 
-/* Output pixels per forward chunk (one thread builds the chunk's patches and multiplies:
- * the patches stay in its cache), and per backward chunk (shared by all threads). */
-enum { FWD_ROWS = 128, BWD_ROWS = 1024 };
+/* Output pixels per forward and weight-gradient chunk (one thread builds the chunk's
+ * patches and multiplies: the patches stay in its cache), per col2im chunk (shared by all
+ * threads), and the weight gradient's fixed number of partial sums. */
+enum { FWD_ROWS = 128, DW_ROWS = 256, BWD_ROWS = 1024, DW_SHARDS = 8 };
 
 int sl_conv2d_out_h(const sl_conv2d_shape *s)
 {
@@ -205,64 +208,97 @@ static void col2im_rows(float *dx_img, const float *dP, const sl_conv2d_shape *s
     }
 }
 
+/* dW (cout, K) += sum over all B Ho Wo output pixels of dY_m^T P_m. The pixels are cut into
+ * chunks of DW_ROWS per image, dealt round robin to DW_SHARDS shards; a shard sums its
+ * chunks into a partial of its own (im2col of the chunk into this thread's buffer, then one
+ * single-threaded SGEMM while the patches are in cache), and the partials are added in shard
+ * order. The chunks, the shards and the order of every sum follow from the shape alone, so
+ * the result does not depend on the thread count. */
+static sl_status weight_grad(float *dw, const float *dy, const float *x,
+                             const sl_conv2d_shape *s, sl_error *err)
+{
+    const int Wo = sl_conv2d_out_w(s), M = sl_conv2d_out_h(s) * Wo;
+    const int K = s->k * s->k * s->cin, cout = s->cout;
+    const int per_img = (M + DW_ROWS - 1) / DW_ROWS;
+    const long chunks = (long)s->B * per_img;
+    const int shards = chunks < DW_SHARDS ? (int)chunks : DW_SHARDS;
+    const size_t nw = (size_t)cout * K;
+    float *partial = calloc((size_t)shards * nw, sizeof(float));   /* (shards, cout, K) */
+    float *scratch = sl_thread_scratch_alloc((size_t)DW_ROWS * K);
+    if (!partial || !scratch) {
+        free(partial);
+        free(scratch);
+        return sl_error_set(err, SL_ERR_NOMEM, "conv2d: cannot allocate %d weight-gradient "
+                            "partials of %d x %d", shards, cout, K);
+    }
+    const size_t in_img = (size_t)s->H * s->W * s->cin;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int sh = 0; sh < shards; sh++) {
+        float *P = sl_thread_scratch(scratch, (size_t)DW_ROWS * K);
+        for (long c = sh; c < chunks; c += shards) {
+            int bi = (int)(c / per_img), m0 = (int)(c % per_img) * DW_ROWS;
+            int rows = M - m0 < DW_ROWS ? M - m0 : DW_ROWS;
+            im2col_rows(P, x + bi * in_img, s, Wo, m0, rows);
+            /* partial (cout, K) += dY_c^T (cout, rows) . P (rows, K) */
+            sl_nn_gemm1(1, 0, cout, K, rows, 1.0f, dy + ((size_t)bi * M + m0) * cout, cout,
+                        P, K, 1.0f, partial + (size_t)sh * nw, K);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < nw; i++) {
+        float acc = 0.0f;
+        for (int sh = 0; sh < shards; sh++)
+            acc += partial[(size_t)sh * nw + i];
+        dw[i] += acc;
+    }
+    free(partial);
+    free(scratch);
+    return SL_OK;
+}
+
+/* dX += col2im of dY W, for the layers whose input gradient is not a convolution of the
+ * same form (strided or other padding): per image, chunks of BWD_ROWS output pixels. */
+static sl_status input_grad_by_col2im(float *dx, const float *dy, const float *w,
+                                      const sl_conv2d_shape *s, sl_error *err)
+{
+    const int Ho = sl_conv2d_out_h(s), Wo = sl_conv2d_out_w(s);
+    const int K = s->k * s->k * s->cin, M = Ho * Wo, cout = s->cout;
+    const int cap = M < BWD_ROWS ? M : BWD_ROWS;
+    float *dP = malloc(sizeof(float) * (size_t)cap * K);
+    if (!dP)
+        return sl_error_set(err, SL_ERR_NOMEM, "conv2d: cannot allocate %d x %d patches",
+                            cap, K);
+    const size_t in_img = (size_t)s->H * s->W * s->cin;
+    for (int bi = 0; bi < s->B; bi++) {
+        for (int m0 = 0; m0 < M; m0 += cap) {
+            int rows = M - m0 < cap ? M - m0 : cap;
+            const float *dyc = dy + ((size_t)bi * M + m0) * cout;   /* (rows, cout) */
+            /* dP (rows, K) = dY_c (rows, cout) . W (cout, K), then scattered back. */
+            sl_nn_gemm(0, 0, rows, K, cout, 1.0f, dyc, cout, w, K, 0.0f, dP, K);
+            col2im_rows(dx + bi * in_img, dP, s, Ho, Wo, m0, rows);
+        }
+    }
+    free(dP);
+    return SL_OK;
+}
+
 sl_status sl_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                              const float *w, const sl_conv2d_shape *s, sl_error *err)
 {
     sl_status st = check_shape(s, err);
     if (st != SL_OK)
         return st;
-    const int Ho = sl_conv2d_out_h(s), Wo = sl_conv2d_out_w(s);
     if (is_pointwise(s)) {
         sl_linear_backward(dx, dw, db, dy, x, w, s->B * s->H * s->W, s->cin, s->cout);
         return SL_OK;
     }
-    const int K = s->k * s->k * s->cin, M = Ho * Wo, cout = s->cout;
     if (db)
-        sl_nn_colsum_add(db, dy, (size_t)s->B * M, cout);
-    if (dx && input_grad_is_conv(s)) {
-        st = input_grad_by_conv(dx, dy, w, s, err);
-        if (st != SL_OK)
-            return st;
-        dx = NULL;   /* done: only dW below */
-    }
-    if (!dx && !dw)
-        return SL_OK;
-    const int cap = M < BWD_ROWS ? M : BWD_ROWS;
-    float *P = dw ? malloc(sizeof(float) * (size_t)cap * K) : NULL;
-    float *dP = dx ? malloc(sizeof(float) * (size_t)cap * K) : NULL;
-    if ((dw && !P) || (dx && !dP)) {
-        free(P);
-        free(dP);
-        return sl_error_set(err, SL_ERR_NOMEM, "conv2d: cannot allocate %d x %d patches",
-                            cap, K);
-    }
-    const size_t in_img = (size_t)s->H * s->W * s->cin;
-    /* Images and chunks in order: dW's sum over all output pixels is accumulated chunk
-     * after chunk, and each chunk's product is tiled by shape only (gemm.h). */
-    for (int bi = 0; bi < s->B; bi++) {
-        for (int m0 = 0; m0 < M; m0 += cap) {
-            int rows = M - m0 < cap ? M - m0 : cap;
-            const float *dyc = dy + ((size_t)bi * M + m0) * cout;   /* (rows, cout) */
-            if (dw) {
-                const float *x_img = x + bi * in_img;
-                /* Parallel over fixed blocks of 16 rows: each row is a pure copy. */
-                int blocks = (rows + 15) / 16;
-#pragma omp parallel for schedule(static)
-                for (int q = 0; q < blocks; q++) {
-                    int r0 = q * 16, nr = rows - r0 < 16 ? rows - r0 : 16;
-                    im2col_rows(P + (size_t)r0 * K, x_img, s, Wo, m0 + r0, nr);
-                }
-                /* dW (cout, K) += dY_c^T (cout, rows) . P (rows, K) */
-                sl_nn_gemm(1, 0, cout, K, rows, 1.0f, dyc, cout, P, K, 1.0f, dw, K);
-            }
-            if (dx) {
-                /* dP (rows, K) = dY_c (rows, cout) . W (cout, K), then scattered back. */
-                sl_nn_gemm(0, 0, rows, K, cout, 1.0f, dyc, cout, w, K, 0.0f, dP, K);
-                col2im_rows(dx + bi * in_img, dP, s, Ho, Wo, m0, rows);
-            }
-        }
-    }
-    free(P);
-    free(dP);
-    return SL_OK;
+        sl_nn_colsum_add(db, dy, (size_t)s->B * sl_conv2d_out_h(s) * sl_conv2d_out_w(s),
+                         s->cout);
+    if (dw && (st = weight_grad(dw, dy, x, s, err)) != SL_OK)
+        return st;
+    if (dx)
+        st = input_grad_is_conv(s) ? input_grad_by_conv(dx, dy, w, s, err)
+                                   : input_grad_by_col2im(dx, dy, w, s, err);
+    return st;
 }
