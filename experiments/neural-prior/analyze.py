@@ -152,6 +152,9 @@ def main():
     print(sds_table(df, errors))
     runs = df.groupby(["prior", "prompt", "seed"]).size()
     print(f"\n{len(runs)} runs: " + ", ".join(f"{a}/{b}/s{c}" for a, b, c in runs.index))
+    if not df.prior.isin(FIGURE_PRIORS).any():
+        print("no 32x32 runs: no figure")
+        return
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     figure(df, errors, out)
     print(f"figure: {out}")
