@@ -1047,6 +1047,14 @@ START_TEST(test_surface_mesh_is_the_deformed_surface)
     ck_assert_mem_eq(host_mesh.vertices, moved.vertices, moved.n_vertices * 3 * sizeof(float));
     ck_assert_float_eq(level, 0.0f);
     sl_mesh_free(&plain), sl_mesh_free(&moved), sl_mesh_free(&host_mesh);
+    /* A texture gone NaN (here the output layer's first bias: ReLUs would zero a NaN in a
+     * hidden layer) is an error, not black vertices. */
+    float *bias = in.s->mlp_p + in.s->mlp.b_off[in.s->mlp.n_layers - 1];
+    const float keep = bias[0];
+    bias[0] = NAN;
+    ck_assert_int_eq(VT()->surface_mesh(in.s, &plain, &err), SL_ERR_NONFINITE);
+    ck_assert_ptr_null(plain.vertices);
+    bias[0] = keep;
     /* No crossing: an empty mesh, not an error. */
     for (size_t v = 0; v < in.s->grid.n_vertices; v++)
         in.s->sdf[v] = 1;

@@ -321,10 +321,13 @@ static sl_status create_teachers(pt_setup *s, const sl_params *views, sl_error *
 
 /* With the world prior as teacher, the rig must be its bank's for every prompt's scene
  * level (orbit for objects, inside-out for rooms): otherwise the views the network learns
- * and the denoiser it is compared to describe different data. */
+ * and the denoiser it is compared to describe different data. Checked from the spec alone,
+ * before the teachers build their view banks. */
 static sl_status check_rig(const pt_setup *s, const sl_params *v, sl_error *err)
 {
-    if (strcmp(s->teachers[0].plugin->name, "world") != 0)
+    const sl_node *teacher = sl_node_get(s->spec, "teacher");
+    const sl_node *plugin = teacher ? sl_node_get(teacher, "plugin") : NULL;
+    if (!plugin || plugin->kind != SL_NODE_SCALAR || strcmp(plugin->text, "world") != 0)
         return SL_OK;
     const int inside_out = !strcmp(sl_params_string(v, "rig"), "inside_out");
     const sl_node *views = sl_node_get(s->spec, "views");
@@ -567,9 +570,9 @@ sl_status pt_setup_create(const char *spec_path, const char *const *overrides,
         free(paths[i]);
     free(paths);
     if (st == SL_OK)
-        st = create_teachers(s, views, err);
-    if (st == SL_OK)
         st = check_rig(s, views, err);
+    if (st == SL_OK)
+        st = create_teachers(s, views, err);
     if (st == SL_OK)
         st = build_views(s, views, err);
     if (st == SL_OK)

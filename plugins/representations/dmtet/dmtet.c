@@ -804,14 +804,20 @@ static sl_status dmtet_surface_mesh(void *state, sl_mesh *out, sl_error *err)
         memcpy(out->vertices, surf.verts, nv * 3 * sizeof(float));
         memcpy(out->faces, surf.faces, nf * 3 * sizeof(int32_t));
         out->n_vertices = nv, out->n_faces = nf;
-#pragma omp parallel for schedule(static)
+        int nonfinite = 0;
+#pragma omp parallel for schedule(static) reduction(| : nonfinite)
         for (size_t v = 0; v < nv; v++) {
             float *rec = sl_thread_scratch(scratch, (size_t)s->rec_size);
             const float *rgb = rec + s->rec_size - 3;   /* dmtet_texture's last three */
             dmtet_texture(s, surf.verts + 3 * v, rec);
-            for (int c = 0; c < 3; c++)
+            for (int c = 0; c < 3; c++) {
+                nonfinite |= !isfinite(surf.verts[3 * v + c]) || isnan(rgb[c]);
                 out->colors[3 * v + c] = (uint8_t)lrintf(255.0f * rgb[c]);
+            }
         }
+        if (nonfinite)
+            st = sl_error_set(err, SL_ERR_NONFINITE, "dmtet: the surface has a non-finite "
+                              "vertex or colour (the deformation or texture parameters)");
     }
     free(scratch);
     dm_surface_free(&surf);
