@@ -12,63 +12,18 @@
  * render + backward (all threads together): on a machine shared with other jobs the CPU
  * time is the steadier number. Peak memory is the process's max RSS. */
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
-#include "spec.h"
 #include "steinlab/steinlab.h"
+#include "support/plugin_setup.h"
 
 #define steinlab_plugin_entry bench_entry_dmtet
 #include "../plugins/representations/dmtet/dmtet.c"
 #undef steinlab_plugin_entry
-
-static void b_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    (void)h, (void)level;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "[dmtet] ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *b_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void b_free(const sl_host *h, void *p)
-{
-    (void)h;
-    free(p);
-}
-
-static sl_status b_declare(const sl_host *h, const char *n, const char *d, sl_error *e)
-{
-    (void)h, (void)n, (void)d, (void)e;
-    return SL_OK;
-}
-
-static void b_record(const sl_host *h, const char *n, double v)
-{
-    (void)h, (void)n, (void)v;
-}
-
-static const sl_prior_ref *b_prior(const sl_host *h)
-{
-    (void)h;
-    return NULL;
-}
 
 static double clock_s(clockid_t id)
 {
@@ -87,12 +42,8 @@ int main(int argc, char **argv)
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     int repeats = argc > 2 ? atoi(argv[2]) : 3;
     omp_set_num_threads(threads);
-    sl_host host = {
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "dmtet",
-        .seed = 0, .rng_stream_base = SL_STREAM_PLUGIN_BASE + 0x100, .log = b_log,
-        .alloc = b_alloc, .free_mem = b_free, .declare_series = b_declare, .record = b_record,
-        .prior = b_prior, .spec_dir = ".",
-    };
+    sl_host host;
+    plugin_setup_host(&host, "dmtet");
     const sl_plugin *p = bench_entry_dmtet(0);
     const sl_representation_vtable *vt = p->vtable;
     printf("threads %d, repeats %d\n", threads, repeats);
@@ -103,18 +54,14 @@ int main(int argc, char **argv)
         char yaml[512];
         snprintf(yaml, sizeof yaml, "grid_resolution: %d\nlambda_normal_consistency: 0.1\n"
                  "lambda_laplacian: 1.0\n", grids[gi]);
-        static const char *const reserved[] = { "plugin", "label", NULL };
-        sl_node *root = NULL;
         sl_params *params = NULL;
         sl_error err = { "" };
         void *state = NULL;
-        if (sl_spec_parse_string(yaml, strlen(yaml), "<bench>", &root, &err) != SL_OK ||
-            sl_params_resolve(root, "dmtet", &p->params, reserved, &params, &err) != SL_OK ||
+        if (plugin_setup_params(p, yaml, &params, &err) != SL_OK ||
             vt->create(&host, params, &state, &err) != SL_OK) {
             fprintf(stderr, "bench_dmtet: %s\n", err.msg);
             return 1;
         }
-        sl_node_free(root);
         dmtet_state *s = state;
         sl_rng_key k = { .seed = 1, .step = 0, .stream = 78, .sample = 0 };
         size_t nv = s->grid.n_vertices;

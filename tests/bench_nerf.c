@@ -14,55 +14,18 @@
  * not rendered unless the extra yaml asks for them through the orientation regulariser,
  * e.g. "normals: analytic\nlambda_orient: 0.1" (forward and backward through the normals). */
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
-#include "spec.h"
 #include "steinlab/steinlab.h"
+#include "support/plugin_setup.h"
 
 #define steinlab_plugin_entry bench_entry_nerf
 #include "../plugins/representations/nerf/nerf.c"
 #undef steinlab_plugin_entry
-
-static void b_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "[nerf] ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *b_alloc(const sl_host *h, size_t bytes)
-{
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void b_free(const sl_host *h, void *p)
-{
-    free(p);
-}
-
-static sl_status b_declare(const sl_host *h, const char *n, const char *d, sl_error *e)
-{
-    return SL_OK;
-}
-
-static void b_record(const sl_host *h, const char *n, double v) {}
-
-static const sl_prior_ref *b_prior(const sl_host *h)
-{
-    return NULL;
-}
 
 static double now_s(void)
 {
@@ -86,28 +49,20 @@ int main(int argc, char **argv)
     int repeats = argc > 2 ? atoi(argv[2]) : 5;
     const char *extra = argc > 3 ? argv[3] : "";
     omp_set_num_threads(threads);
-    sl_host host = {
-        .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = "nerf",
-        .seed = 0, .rng_stream_base = SL_STREAM_PLUGIN_BASE + 0x100, .log = b_log,
-        .alloc = b_alloc, .free_mem = b_free, .declare_series = b_declare, .record = b_record,
-        .prior = b_prior, .spec_dir = ".",
-    };
+    sl_host host;
+    plugin_setup_host(&host, "nerf");
     char yaml[4096];
     snprintf(yaml, sizeof yaml, "occupancy: false\nearly_stop: 0\n%s", extra);
     const sl_plugin *p = bench_entry_nerf(0);
     const sl_representation_vtable *vt = p->vtable;
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    sl_node *root = NULL;
     sl_params *params = NULL;
     sl_error err = { "" };
     void *state = NULL;
-    if (sl_spec_parse_string(yaml, strlen(yaml), "<bench>", &root, &err) != SL_OK ||
-        sl_params_resolve(root, "nerf", &p->params, reserved, &params, &err) != SL_OK ||
+    if (plugin_setup_params(p, yaml, &params, &err) != SL_OK ||
         vt->create(&host, params, &state, &err) != SL_OK) {
         fprintf(stderr, "bench_nerf: %s\n", err.msg);
         return 1;
     }
-    sl_node_free(root);
     printf("threads %d, repeats %d, config: %s\n", threads, repeats,
            *extra ? extra : "(defaults, no occupancy, no early stop)");
     printf("%-8s %10s %10s %10s %10s %12s %14s\n", "size", "fwd ms", "bwd ms", "total ms",

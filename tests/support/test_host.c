@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "host.h"
+#include "plugin_setup.h"
 
 static void host_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
 {
@@ -22,22 +23,6 @@ static void host_log(const sl_host *h, sl_log_level level, const char *fmt, ...)
         fprintf(stderr, "[%s] %s: %s\n", h->label, names[level], msg);
     size_t used = strlen(th->log_text);
     snprintf(th->log_text + used, sizeof th->log_text - used, "%s: %s\n", names[level], msg);
-}
-
-static void *host_alloc(const sl_host *h, size_t bytes)
-{
-    (void)h;
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = aligned_alloc(64, rounded);
-    if (p)
-        memset(p, 0, rounded);
-    return p;
-}
-
-static void host_free(const sl_host *h, void *p)
-{
-    (void)h;
-    free(p);
 }
 
 static sl_status host_declare_series(const sl_host *h, const char *name, const char *doc,
@@ -104,9 +89,9 @@ void test_host_init(test_host *th, const char *label, uint64_t seed, uint32_t st
     th->print_level = SL_LOG_DEBUG;
     th->h = (sl_host){
         .struct_size = sizeof(sl_host), .abi_version = SL_ABI_VERSION, .label = label,
-        .seed = seed, .rng_stream_base = stream_base, .log = host_log, .alloc = host_alloc,
-        .free_mem = host_free, .declare_series = host_declare_series, .record = host_record,
-        .prior = host_prior, .diffusion = &th->diffusion, .spec_dir = th->spec_dir,
+        .seed = seed, .rng_stream_base = stream_base, .log = host_log,
+        .alloc = sl_host_aligned_alloc, .free_mem = sl_host_aligned_free,
+        .declare_series = host_declare_series, .record = host_record, .prior = host_prior, .diffusion = &th->diffusion, .spec_dir = th->spec_dir,
         .baselines = host_baselines, .remap_group = host_remap,
     };
 }
@@ -130,14 +115,7 @@ void test_host_clear(test_host *th)
 sl_status test_host_try_params(const sl_plugin *p, const char *yaml, sl_params **out,
                                sl_error *err)
 {
-    static const char *const reserved[] = { "plugin", "label", NULL };
-    sl_node *root = NULL;
-    *out = NULL;
-    sl_status st = sl_spec_parse_string(yaml, strlen(yaml), "<test>", &root, err);
-    if (st == SL_OK)
-        st = sl_params_resolve(root, p->name, &p->params, reserved, out, err);
-    sl_node_free(root);
-    return st;
+    return plugin_setup_params(p, yaml, out, err);
 }
 
 sl_params *test_host_params(const sl_plugin *p, const char *yaml)
