@@ -23,6 +23,7 @@
 #include "steinlab/nn.h"
 #include "steinlab/nn_math.h"
 #include "steinlab/rng.h"
+#include "support/fd_check.h"
 
 enum { NPICK = 24 };
 static const double H_FD = 1e-2, ATOL_REL = 2e-3, RTOL = 1e-2, GMIN = 1e-2;
@@ -61,36 +62,16 @@ static double loss(problem *pb)
     return s;
 }
 
+static double problem_loss(void *pb)
+{
+    return loss(pb);
+}
+
 /* Checks g (n,) = dL/dt against central differences on up to NPICK elements of t. */
 static void check_grad(problem *pb, const char *name, float *t, const float *g, size_t n)
 {
-    double gmax = 0.0;
-    for (size_t i = 0; i < n; i++)
-        gmax = fmax(gmax, fabs(g[i]));
-    ck_assert_msg(gmax >= GMIN, "%s: gradient too small to check (max |g| = %g)", name, gmax);
-    uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
-    size_t picks = n < NPICK ? n : NPICK;
-    for (size_t q = 0; q < picks; q++) {
-        size_t i;
-        if (n <= NPICK) {
-            i = q;
-        } else {
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            i = (size_t)(s >> 33) % n;
-        }
-        float keep = t[i];
-        t[i] = keep + (float)H_FD;
-        double lp = loss(pb);
-        t[i] = keep - (float)H_FD;
-        double lm = loss(pb);
-        t[i] = keep;
-        /* the step actually taken, after rounding to float */
-        double step = (double)(keep + (float)H_FD) - (double)(keep - (float)H_FD);
-        double fd = (lp - lm) / step;
-        double tol = ATOL_REL * gmax + RTOL * fabs(g[i]);
-        ck_assert_msg(fabs(fd - g[i]) <= tol, "%s[%zu]: analytic %.6g, finite difference %.6g "
-                      "(tol %.3g, max|g| %.3g)", name, i, g[i], fd, tol, gmax);
-    }
+    static const fd_options fd = { NPICK, H_FD, ATOL_REL, RTOL, GMIN };
+    fd_check(name, problem_loss, pb, t, g, n, &fd);
 }
 
 /* ---- linear ---- */

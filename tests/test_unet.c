@@ -19,6 +19,7 @@
 
 #include "steinlab/safetensors.h"
 #include "steinlab/unet.h"
+#include "support/fd_check.h"
 
 enum { NPICK = 6, B = 3 };
 static const double H_FD = 1e-2, ATOL_REL = 2e-3, RTOL = 1e-2, GMIN = 1e-3;
@@ -96,31 +97,15 @@ static double loss(fixture *f)
     return s;
 }
 
+static double fixture_loss(void *f)
+{
+    return loss(f);
+}
+
 static void check_grad(fixture *f, const char *name, float *v, const float *g, size_t n)
 {
-    double gmax = 0.0;
-    for (size_t i = 0; i < n; i++)
-        gmax = fmax(gmax, fabs(g[i]));
-    ck_assert_msg(gmax >= GMIN, "%s: gradient too small to check (max |g| = %g)", name, gmax);
-    uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
-    const size_t picks = n < NPICK ? n : NPICK;
-    for (size_t q = 0; q < picks; q++) {
-        size_t i = q;
-        if (n > NPICK) {
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            i = (size_t)(s >> 33) % n;
-        }
-        const float keep = v[i];
-        v[i] = keep + (float)H_FD;
-        const double lp = loss(f);
-        v[i] = keep - (float)H_FD;
-        const double lm = loss(f);
-        v[i] = keep;
-        const double fd = (lp - lm) / (2 * H_FD);
-        ck_assert_msg(fabs(fd - g[i]) <= ATOL_REL * gmax + RTOL * fabs(g[i]),
-                      "%s[%zu]: analytic %g vs finite difference %g (max |g| %g)", name, i,
-                      (double)g[i], fd, gmax);
-    }
+    static const fd_options fd = { NPICK, H_FD, ATOL_REL, RTOL, GMIN };
+    fd_check(name, fixture_loss, f, v, g, n, &fd);
 }
 
 START_TEST(test_gradients)
