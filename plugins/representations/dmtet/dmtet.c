@@ -177,6 +177,7 @@ static void dmtet_texture(const dmtet_state *s, const float x[3], float *rec)
 
 /* ------------------------------------------------------------------ lifecycle */
 
+/* Frees the per-camera buffers and the per-pixel backward scratch sized with them. */
 static void dmtet_free_views(dmtet_state *s)
 {
     for (int b = 0; b < s->cap_views; b++) {
@@ -191,6 +192,13 @@ static void dmtet_free_views(dmtet_state *s)
     }
     free(s->views);
     free(s->saved_cams);
+    float **scratch[] = { &s->dpre, &s->gout, &s->pair_f, &s->pix_rec, &s->pix_dpos };
+    for (size_t k = 0; k < sizeof scratch / sizeof scratch[0]; k++) {
+        free(*scratch[k]);
+        *scratch[k] = NULL;
+    }
+    free(s->pair_v);
+    s->pair_v = NULL;
     s->views = NULL;
     s->saved_cams = NULL;
     s->cap_views = 0;
@@ -221,12 +229,6 @@ static void dmtet_destroy(void *state)
     free(s->dsv);
     free(s->dvn);
     free(s->tmp3);
-    free(s->dpre);
-    free(s->gout);
-    free(s->pair_f);
-    free(s->pix_rec);
-    free(s->pix_dpos);
-    free(s->pair_v);
     dmtet_free_views(s);
     free(s);
 }
@@ -462,12 +464,6 @@ static sl_status dmtet_reserve_views(dmtet_state *s, int B, size_t px, sl_error 
     mv = mv > s->cap_mv ? mv + mv / 2 : s->cap_mv;
     mf = mf > s->cap_mf ? mf + mf / 2 : s->cap_mf;
     dmtet_free_views(s);
-    free(s->dpre);
-    free(s->gout);
-    free(s->pair_f);
-    free(s->pix_rec);
-    free(s->pix_dpos);
-    free(s->pair_v);
     s->views = calloc((size_t)nb, sizeof *s->views);
     s->saved_cams = calloc((size_t)nb, sizeof *s->saved_cams);
     s->dpre = malloc(px * DMTET_CH * sizeof(float));
